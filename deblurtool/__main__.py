@@ -1,0 +1,3 @@
+from deblurtool.cli import app
+
+app(prog_name="deblurtool")

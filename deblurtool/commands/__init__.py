@@ -1,0 +1,1 @@
+"""One module per CLI command; each exposes one function that ``deblurtool.cli`` registers."""

@@ -1,0 +1,65 @@
+"""Frozen, validated settings shared by every layer (the same keyword names from CLI to kernels)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deblurtool.errors import DeblurError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """How frames are cut for the model.
+
+    ``tile_size`` 0 runs whole frames (padded to a multiple of 4). ``tile_overlap`` pixels are shared by
+    neighbouring tiles and cross-faded so no seam shows. ``batch_size`` tiles go through the model at once.
+    """
+
+    tile_size: int = 256
+    tile_overlap: int = 32
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if self.tile_size < 0 or (self.tile_size and self.tile_size % 4):
+            raise DeblurError(f"--tile-size must be 0 (whole frames) or a positive multiple of 4, got {self.tile_size}")
+        if self.tile_size and self.tile_size < 16:
+            raise DeblurError(f"--tile-size must be at least 16, got {self.tile_size}")
+        if self.tile_overlap < 0 or (self.tile_size and self.tile_overlap * 2 >= self.tile_size):
+            raise DeblurError(
+                f"--tile-overlap must be >= 0 and less than half the tile size, got {self.tile_overlap}"
+            )
+        if self.batch_size < 1:
+            raise DeblurError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and in which number format the model runs: ``device`` auto|cpu|cuda|cuda:N, ``precision``
+    auto|fp32|bf16|fp16 (auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32)."""
+
+    device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise DeblurError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        d = self.device
+        ok = d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())
+        if not ok:
+            raise DeblurError(f"--device must be auto, cpu, cuda or cuda:N, got {d!r}")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Video encoder settings: ``codec`` (an FFmpeg encoder name), ``crf`` (quality, lower is better; ignored by
+    encoders without it), ``pix_fmt`` (None: keep a pixel format close to the input's)."""
+
+    codec: str = "libx264"
+    crf: int = 18
+    pix_fmt: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.crf <= 63:
+            raise DeblurError(f"--crf must be between 0 and 63, got {self.crf}")
