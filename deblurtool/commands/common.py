@@ -11,6 +11,7 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from deblurtool.errors import EXIT_INTERRUPTED, EXIT_USAGE, DeblurError
 
@@ -27,12 +28,18 @@ class _State:
 state = _State()
 
 TileSize = Annotated[
-    int, typer.Option("--tile-size", help="Tile edge in pixels (multiple of 4); 0 runs whole frames.", min=0)
+    int | None,
+    typer.Option(
+        "--tile-size",
+        help="Tile edge in pixels (multiple of 4); 0 runs whole frames. Default: the fastest for the device.",
+        min=0,
+    ),
 ]
 TileOverlap = Annotated[
-    int, typer.Option("--tile-overlap", help="Pixels shared by neighbouring tiles, cross-faded (no seams).", min=0)
+    int | None,
+    typer.Option("--tile-overlap", help="Pixels shared by neighbouring tiles, cross-faded.", min=0),
 ]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="Tiles per model call.", min=1)]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Tiles per model call.", min=1)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Precision = Annotated[
     str,
@@ -50,7 +57,7 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs th
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -1,0 +1,129 @@
+"""Read and write still images with OpenCV, keeping their mode, depth and metadata.
+
+Images are read with ``cv2.IMREAD_UNCHANGED`` so nothing is converted behind our back: 8- or 16-bit, gray
+(HxW), gray+alpha (HxWx2), BGR (HxWx3) or BGRA (HxWx4), in OpenCV's channel order. :func:`split_for_model`
+turns any of these into the HxWx3 RGB array the model takes (gray replicated), keeping alpha aside untouched;
+:func:`merge_from_model` puts the model's output back into the original layout (gray = mean of the three).
+
+EXIF, XMP and ICC metadata are carried from input to output where the format can hold them, so an image
+with an EXIF orientation tag still displays upright (the pixels stay in stored orientation, as does the tag),
+and colour profiles are kept. OpenCV applies TIFF orientation on reading, so those outputs are stored upright.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deblurtool.errors import InputError, OutputError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+# Explicit so outputs do not change when OpenCV's defaults do: near-transparent JPEG quality, fast PNG.
+_WRITE_PARAMS: dict[str, list[int]] = {
+    ".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95],
+    ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, 95],
+    ".png": [cv2.IMWRITE_PNG_COMPRESSION, 3],
+}
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """Pixels in OpenCV layout (``pixels``: HxW, HxWx2, HxWx3 BGR or HxWx4 BGRA; uint8 or uint16) plus the
+    file's metadata chunks (``metadata_types`` are ``cv2.IMAGE_METADATA_*`` values, one per chunk)."""
+
+    pixels: np.ndarray
+    metadata_types: tuple[int, ...] = ()
+    metadata: tuple[np.ndarray, ...] = field(default=(), repr=False)
+
+
+def read_image(path: Path) -> ImageData:
+    """Decode ``path``; a zero-byte, truncated, non-image or unsupported-depth file: :class:`InputError`."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # not cv2.imread: that returns None on non-ASCII paths
+    except OSError as e:
+        raise InputError(f"cannot read ({e.strerror or e})", path) from None
+    if data.size == 0:
+        raise InputError("empty file (0 bytes)", path)
+    try:
+        pixels, types, chunks = cv2.imdecodeWithMetadata(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        pixels, types, chunks = None, (), ()
+    if pixels is None or pixels.size == 0:
+        raise InputError("not a readable image (damaged, truncated or of another format)", path)
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"{pixels.dtype} samples are not supported (8- and 16-bit images are)", path)
+    if pixels.ndim == 3 and pixels.shape[2] not in (2, 3, 4):
+        raise InputError(f"{pixels.shape[2]} channels are not supported (gray, RGB and RGBA are)", path)
+    return ImageData(pixels, tuple(int(t) for t in types), tuple(np.asarray(c) for c in chunks))
+
+
+def split_for_model(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """OpenCV-layout pixels -> (``rgb`` HxWx3 same dtype, ``alpha`` HxW or None). Gray is replicated to three
+    channels because the model is trained on colour; alpha is not image content and must not be deblurred."""
+    if pixels.ndim == 2:
+        return np.repeat(pixels[:, :, None], 3, axis=2), None
+    channels = pixels.shape[2]
+    if channels == 2:  # gray + alpha
+        return np.repeat(pixels[:, :, :1], 3, axis=2), pixels[:, :, 1].copy()
+    rgb = np.ascontiguousarray(pixels[:, :, 2::-1])  # BGR(A) -> RGB
+    alpha = pixels[:, :, 3].copy() if channels == 4 else None
+    return rgb, alpha
+
+
+def merge_from_model(rgb: np.ndarray, alpha: np.ndarray | None, like: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`split_for_model`: ``rgb`` HxWx3 (dtype of ``like``) back into ``like``'s layout."""
+    if rgb.shape != (*like.shape[:2], 3) or rgb.dtype != like.dtype:
+        raise ValueError(
+            f"model output {rgb.dtype} {rgb.shape} does not match the input {like.dtype} {like.shape}"
+        )
+    if like.ndim == 2 or like.shape[2] == 2:
+        total = rgb.astype(np.uint32).sum(axis=2)
+        gray = ((total + 1) // 3).astype(like.dtype)  # rounded mean: equal channels come back exactly
+        return gray if like.ndim == 2 else np.dstack([gray, alpha])
+    bgr = rgb[:, :, ::-1]
+    if like.shape[2] == 4:
+        return np.ascontiguousarray(np.dstack([bgr, alpha]))
+    return np.ascontiguousarray(bgr)
+
+
+def temp_path(path: Path) -> Path:
+    """A hidden name beside ``path`` with the same extension (so encoders pick the same format)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+
+
+def write_image(path: Path, image: ImageData, *, overwrite: bool = False) -> None:
+    """Encode ``image`` in the format of ``path``'s extension and write it temp-then-rename, so ``path`` only
+    ever holds a complete file. Metadata is kept where the format can hold it; without it otherwise."""
+    if path.exists() and not overwrite:
+        raise OutputError("exists (use --overwrite to replace it)", path)
+    ext = path.suffix.lower()
+    params = _WRITE_PARAMS.get(ext, [])
+    ok, buf = False, None
+    if image.metadata_types:
+        with contextlib.suppress(cv2.error):
+            ok, buf = cv2.imencodeWithMetadata(
+                ext, image.pixels, list(image.metadata_types), list(image.metadata), params
+            )
+    if not ok:
+        try:
+            ok, buf = cv2.imencode(ext, image.pixels, params)
+        except cv2.error as e:
+            raise OutputError(f"cannot encode as {ext} ({e.err or e})", path) from None
+    if not ok or buf is None:
+        raise OutputError(f"cannot encode a {image.pixels.dtype} {image.pixels.shape} image as {ext}", path)
+    tmp = temp_path(path)
+    try:
+        tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write ({e.strerror or e})", path) from None
+        raise

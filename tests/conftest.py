@@ -1,0 +1,196 @@
+"""Shared fixtures: tiny videos made with PyAV (with audio, subtitles, VFR, 10-bit, rotation) and images of
+every mode and depth, all generated inside the tests (no files shipped, nothing downloaded)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+W, H = 64, 48
+
+
+def smooth_rgb(index: int, *, height: int = H, width: int = W, dtype: type = np.uint8) -> np.ndarray:
+    """A smooth, moving colour gradient (HxWx3): survives 4:2:0 chroma subsampling nearly exactly, so a
+    round trip through an encoder can be compared pixel by pixel."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    r = 0.2 + 0.6 * x / max(width - 1, 1)
+    g = 0.2 + 0.6 * y / max(height - 1, 1)
+    b = 0.5 + 0.3 * np.sin(index / 3.0 + (x + y) / 40.0)
+    rgb = np.stack([r, g, b], axis=2)
+    top = 255 if dtype == np.uint8 else 65535
+    return np.round(rgb * top).astype(dtype)
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """What a generated video holds, for the tests to compare against."""
+
+    path: Path
+    pts: list[int]
+    time_base: Fraction
+    audio_packets: int
+
+
+def make_video(
+    path: Path,
+    *,
+    frames: int = 12,
+    width: int = W,
+    height: int = H,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    rate: int = 24,
+    pts: Sequence[int] | None = None,
+    audio: bool = True,
+    subtitles: Path | None = None,
+    rotation: int | None = None,
+    faststart: bool = False,
+) -> VideoSpec:
+    """Encode ``frames`` smooth frames. ``pts`` (increasing ints in 1/``rate`` s ticks) makes a variable
+    frame rate video; ``subtitles`` is an .srt file remuxed in; ``rotation`` writes a display matrix."""
+    frame_pts = list(pts) if pts is not None else list(range(frames))
+    deep = "10" in pix_fmt or "12" in pix_fmt or "16" in pix_fmt
+    options = {"movflags": "+faststart"} if faststart else {}
+    srt = av.open(str(subtitles)) if subtitles is not None else None
+    audio_packets = 0
+    with av.open(str(path), "w", options=options) as out:
+        v = out.add_stream(codec, rate=rate)
+        v.width, v.height, v.pix_fmt = width, height, pix_fmt
+        v.codec_context.time_base = Fraction(1, rate)
+        if codec.startswith("libx26"):
+            v.options = {"crf": "1"}
+        if rotation is not None:
+            v.set_display_rotation(rotation)
+        a = out.add_stream("aac", rate=8000, layout="mono") if audio else None
+        t = out.add_stream_from_template(srt.streams.subtitles[0]) if srt is not None else None
+        for i, p in enumerate(frame_pts):
+            rgb = smooth_rgb(i, height=height, width=width, dtype=np.uint16 if deep else np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb48le" if deep else "rgb24")
+            frame.pts = p
+            out.mux(v.encode(frame))
+        out.mux(v.encode(None))
+        if a is not None:
+            seconds = (frame_pts[-1] + 1) / rate
+            tone = np.sin(np.arange(int(8000 * seconds)) * 2 * np.pi * 440 / 8000).astype(np.float32)
+            for k in range(0, tone.size, 1024):
+                chunk = np.zeros((1, 1024), np.float32)
+                part = tone[k : k + 1024]
+                chunk[0, : part.size] = part
+                af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+                af.sample_rate, af.pts = 8000, k
+                packets = a.encode(af)
+                audio_packets += len(packets)
+                out.mux(packets)
+            packets = a.encode(None)
+            audio_packets += len(packets)
+            out.mux(packets)
+        if srt is not None and t is not None:
+            for packet in srt.demux():
+                if packet.dts is not None:
+                    packet.stream = t
+                    out.mux(packet)
+    if srt is not None:
+        srt.close()
+    with av.open(str(path)) as c:
+        tb = c.streams.video[0].time_base
+    return VideoSpec(path, frame_pts, tb, audio_packets)
+
+
+@pytest.fixture
+def video_factory(tmp_path: Path) -> Callable[..., VideoSpec]:
+    def factory(name: str = "in.mp4", **kwargs: object) -> VideoSpec:
+        return make_video(tmp_path / name, **kwargs)  # type: ignore[arg-type]
+
+    return factory
+
+
+@pytest.fixture
+def srt_file(tmp_path: Path) -> Path:
+    path = tmp_path / "subs.srt"
+    path.write_text("1\n00:00:00,100 --> 00:00:00,300\nhello\n\n2\n00:00:00,350 --> 00:00:00,450\nworld\n")
+    return path
+
+
+def decode_video(path: Path) -> tuple[list[Fraction], list[np.ndarray], str, int]:
+    """(presentation times in seconds, RGB frames, pix_fmt, rotation) of the first video stream."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        times, frames, rotation = [], [], 0
+        fmt = "rgb24"
+        for f in c.decode(v):
+            if not frames:
+                rotation = int(f.rotation)
+                fmt = "rgb24" if max(comp.bits for comp in f.format.components) <= 8 else "rgb48le"
+            times.append(f.pts * f.time_base)
+            frames.append(f.to_ndarray(format=fmt))
+        return times, frames, v.codec_context.pix_fmt or "", rotation
+
+
+def stream_packets(path: Path, kind: str) -> tuple[str, list[tuple[int, bytes]]]:
+    """(codec name, [(pts in seconds*1e6 rounded, payload bytes)]) for the first stream of ``kind``."""
+    with av.open(str(path)) as c:
+        streams = [s for s in c.streams if s.type == kind]
+        if not streams:
+            return "", []
+        s = streams[0]
+        packets = [
+            (round(p.pts * p.time_base * 1_000_000), bytes(p)) for p in c.demux(s) if p.dts is not None
+        ]
+        return s.codec_context.name, packets
+
+
+class IdentityModel:
+    """The fake model: returns its input (a copy), records how many frames it saw."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def deblur_array(self, img: np.ndarray) -> np.ndarray:
+        assert img.ndim == 3 and img.shape[2] == 3 and img.dtype in (np.uint8, np.uint16)
+        self.calls += 1
+        return img.copy()
+
+
+class FailingModel(IdentityModel):
+    """Raises ``error`` on call number ``at`` (1-based): a crash part-way through a job."""
+
+    def __init__(self, at: int, error: BaseException) -> None:
+        super().__init__()
+        self.at, self.error = at, error
+
+    def deblur_array(self, img: np.ndarray) -> np.ndarray:
+        if self.calls + 1 >= self.at:
+            raise self.error
+        return super().deblur_array(img)
+
+
+@pytest.fixture
+def identity_model() -> IdentityModel:
+    return IdentityModel()
+
+
+def make_image(kind: str, *, height: int = 20, width: int = 30, seed: int = 0) -> np.ndarray:
+    """OpenCV-layout pixels: kind is u8_gray, u8_rgb, u8_rgba, u16_rgb, u16_gray, u16_rgba."""
+    rng = np.random.default_rng(seed)
+    depth, mode = kind.split("_")
+    dtype, top = (np.uint8, 255) if depth == "u8" else (np.uint16, 65535)
+    channels = {"gray": 1, "rgb": 3, "rgba": 4}[mode]
+    pixels = rng.integers(0, top + 1, size=(height, width, channels), dtype=np.int64).astype(dtype)
+    if mode == "rgba":
+        pixels[:, :, 3] = np.linspace(0, top, width, dtype=np.float64).astype(dtype)[None, :]
+    return pixels[:, :, 0] if channels == 1 else pixels
+
+
+def save_image(path: Path, pixels: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(path.suffix, pixels)
+    assert ok
+    path.write_bytes(buf.tobytes())
+    return path
