@@ -23,7 +23,9 @@ class TileConfig:
 
     def __post_init__(self) -> None:
         if self.tile_size < 0 or (self.tile_size and self.tile_size % 4):
-            raise DeblurError(f"--tile-size must be 0 (whole frames) or a positive multiple of 4, got {self.tile_size}")
+            raise DeblurError(
+                f"--tile-size must be 0 (whole frames) or a positive multiple of 4, got {self.tile_size}"
+            )
         if self.tile_size and self.tile_size < 16:
             raise DeblurError(f"--tile-size must be at least 16, got {self.tile_size}")
         if self.tile_overlap < 0 or (self.tile_size and self.tile_overlap * 2 >= self.tile_size):
@@ -53,8 +55,10 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class EncodeConfig:
-    """Video encoder settings: ``codec`` (an FFmpeg encoder name), ``crf`` (quality, lower is better; ignored by
-    encoders without it), ``pix_fmt`` (None: keep a pixel format close to the input's)."""
+    """Video encoder settings.
+
+    ``codec`` is an FFmpeg encoder name; ``crf`` the quality (lower is better; ignored where unsupported);
+    ``pix_fmt`` None keeps a pixel format close to the input's."""
 
     codec: str = "libx264"
     crf: int = 18

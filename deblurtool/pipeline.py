@@ -69,8 +69,8 @@ class ArrayModel(Protocol):
 
 @dataclass
 class VideoSummary:
-    """What :func:`run_video` did. ``damage`` is a one-line reason when the input broke off part-way (the
-    frames before the damage were written); ``notes`` list streams that were not copied and similar."""
+    """What :func:`run_video` did. ``damage`` is a one-line reason when the input was damaged (the frames that
+    could be decoded were written); ``notes`` list streams that were not copied and similar."""
 
     src: Path
     dst: Path
@@ -172,6 +172,28 @@ def _unlink_quietly(path: Path) -> None:
         path.unlink()
 
 
+def make_folders(folder: Path, *, for_path: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents (users type ``out/sharp.mp4``); return the folders this call
+    created, deepest first, so a failed job can remove them again. A parent that is a file, or one we may not
+    write, is an :class:`OutputError` naming ``for_path``."""
+    missing: list[Path] = []
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        missing.append(probe)
+        probe = probe.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the folder {folder} ({e.strerror or e})", for_path) from None
+    return missing
+
+
+def _remove_empty_folders(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first; a folder that is not empty (someone else's files) stays
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 def run_video(
     src: Path,
     dst: Path,
@@ -185,19 +207,22 @@ def run_video(
     """Deblur every frame of ``src`` into ``dst`` (see the module docstring for the guarantees).
 
     Raises :class:`InputError` for an unusable input (nothing written), :class:`OutputError` for a refused
-    output (before any work). A input that breaks off part-way is not an exception here: the frames before the
-    damage are written and ``VideoSummary.damage`` says what happened (the command turns it into exit code 1).
+    output (before any work). A damaged input is not an exception here: every frame that could be decoded is
+    written and ``VideoSummary.damage`` says what happened (the command turns it into exit code 1). On any
+    exception (Ctrl-C included) nothing is left behind: no temporary file, no folder this call created.
     """
     console = console or _console
     check_video_paths(src, dst, overwrite)
-    dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(dst)
     stop = threading.Event()
     started = time.perf_counter()
-    reader = VideoReader(src, stop=stop)
+    reader = VideoReader(src, stop=stop)  # an unusable input fails here, before anything is created
     writer: VideoWriter | None = None
+    created: list[Path] = []
     try:
-        writer = VideoWriter(tmp, reader.info, encode, side_streams=reader.side_streams)
+        created = make_folders(dst.parent, for_path=dst)
+        _remove_stale_temps(dst)
+        writer = VideoWriter(tmp, reader.info, encode, side_streams=reader.side_streams, shown_path=dst)
         for note in writer.notes:
             console.print(note, markup=False, soft_wrap=True)
         reader.start(writer.copied_indices)
@@ -219,6 +244,7 @@ def run_video(
             writer.abort()
         reader.close()
         _unlink_quietly(tmp)
+        _remove_empty_folders(created)
         raise
     reader.close()
     return VideoSummary(
@@ -336,7 +362,8 @@ def _deblur_image(model: ArrayModel, src_file: Path, out: Path) -> None:
     write_image(out, ImageData(pixels, image.metadata_types, image.metadata), overwrite=True)
 
 
-def _one_line(e: Exception) -> str:
+def one_line(e: BaseException) -> str:
+    """A one-line reason for ``e``: a DeblurError's message without its path, else ``Type: first line``."""
     if isinstance(e, DeblurError):
         return str(e).removeprefix(f"{e.path}: ") if e.path else str(e)
     return f"{type(e).__name__}: {e}".splitlines()[0]
@@ -364,7 +391,11 @@ def run_folder(
     check_folder_paths(src, dst)
     signature = signature if signature is not None else str(getattr(model, "signature", type(model).__name__))
     images, ignored = _scan(src)
-    dst.mkdir(parents=True, exist_ok=True)
+    if not images:
+        kinds = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES))
+        seen = f"{ignored} other file(s) seen; for a video use `deblurtool video`"
+        raise InputError(f"holds no images ({kinds}); {seen}", src)
+    make_folders(dst, for_path=dst)
     manifest = _Manifest(dst)
     summary = FolderSummary(ignored=ignored)
     started = time.perf_counter()
@@ -404,5 +435,5 @@ def _process_one(
         _deblur_image(model, src_file, out)
         manifest.add(rel, st, signature)
     except Exception as e:  # one file's failure must not stop the batch; Ctrl-C (not an Exception) does
-        return "failed", _one_line(e)
+        return "failed", one_line(e)
     return "done", ""

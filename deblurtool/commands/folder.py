@@ -14,6 +14,7 @@ from deblurtool.commands.video import (
     TileOverlap,
     TileSize,
     load_model,
+    naming_the_file,
     precision_name,
     print_model,
     stdout,
@@ -57,9 +58,10 @@ def folder(
     batch_size: BatchSize = None,
     no_progress: NoProgress = False,
 ) -> None:
-    """Deblur every png, jpg/jpeg, bmp, tif/tiff and webp image under a folder. Outputs mirror the relative
-    paths, formats, bit depth (8/16), gray/colour and alpha (kept untouched) of the inputs, with their
-    metadata.
+    """Deblur every image under a folder into a mirror of it; re-running resumes.
+
+    Takes png, jpg/jpeg, bmp, tif/tiff and webp. Outputs mirror the relative paths, formats, bit depth (8/16),
+    gray/colour and alpha (kept untouched) of the inputs, with their metadata.
 
     Examples:
 
@@ -69,6 +71,9 @@ def folder(
 
     Re-running skips outputs already made from the same input and settings, so an interrupted run resumes.
     A file that cannot be read or written is reported and skipped; the exit code is then 1.
+
+    Exit codes: 0 all done (or already done); 1 some images failed (the rest were done); 2 unusable input
+    folder or refused output folder; 130 interrupted (finished images are kept, re-run to resume).
     """
     from deblurtool.pipeline import check_folder_paths, run_folder
 
@@ -83,15 +88,16 @@ def folder(
     )
     tile_given = any(v is not None for v in (tile_size, tile_overlap, batch_size))
     print_model(model, weights, tile_given=tile_given)
-    summary = run_folder(
-        src,
-        dst,
-        model,
-        overwrite=overwrite,
-        progress=not no_progress,
-        signature=settings_signature(model, weights),
-    )
+    with naming_the_file(src, "outputs finished so far are kept, re-run to resume"):
+        summary = run_folder(
+            src,
+            dst,
+            model,
+            overwrite=overwrite,
+            progress=not no_progress,
+            signature=settings_signature(model, weights),
+        )
     stdout.print(summary.line(), markup=False, soft_wrap=True)
     if summary.failed:
         total = summary.done + summary.skipped + len(summary.failed)
-        raise PartialFailure(f"{len(summary.failed)} of {total} image(s) failed (listed above)")
+        raise PartialFailure(f"{len(summary.failed)} of {total} image(s) failed (listed above)", src)

@@ -6,6 +6,8 @@ Also home of the two helpers both media commands use to build and describe the m
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +25,7 @@ from deblurtool.commands.common import (
     handle_errors,
 )
 from deblurtool.config import EncodeConfig, RuntimeConfig, TileConfig
-from deblurtool.errors import PartialFailure
+from deblurtool.errors import DeblurError, PartialFailure
 
 NoProgress = Annotated[
     bool, typer.Option("--no-progress", help="Do not draw the progress bar (e.g. in logs).")
@@ -76,7 +78,8 @@ def load_model(
     given = {k: v for k, v in given.items() if v is not None}
     tile = TileConfig(**given) if given else None
     runtime = RuntimeConfig(device=device, precision=precision)
-    return Deblurrer.from_weights(weights, tile=tile, runtime=runtime)
+    with naming_the_file(weights, "the model could not be loaded, nothing was written"):
+        return Deblurrer.from_weights(weights, tile=tile, runtime=runtime)
 
 
 def precision_name(dtype: object) -> str:
@@ -113,6 +116,21 @@ def describe_model(model: Any, weights: Path | None, *, tile_given: bool = True)
     )
 
 
+@contextlib.contextmanager
+def naming_the_file(path: Path | None, outcome: str) -> Iterator[None]:
+    """Turn an unexpected exception (a bug, an unforeseen library error) into a one-line DeblurError that
+    names ``path`` (when there is one) and says ``outcome``; ``--debug`` still shows the original traceback
+    (it is chained)."""
+    from deblurtool.pipeline import one_line
+
+    try:
+        yield
+    except DeblurError:
+        raise
+    except Exception as e:
+        raise DeblurError(f"failed: {one_line(e)}; {outcome} (--debug shows the traceback)", path) from e
+
+
 def print_model(model: Any, weights: Path | None, *, tile_given: bool = True) -> None:
     stdout.print(describe_model(model, weights, tile_given=tile_given), markup=False, soft_wrap=True)
     for note in getattr(model, "notes", None) or ():
@@ -139,8 +157,10 @@ def video(
     batch_size: BatchSize = None,
     no_progress: NoProgress = False,
 ) -> None:
-    """Deblur every frame of a video. Audio and subtitles are copied untouched; size, frame timing (also
-    variable frame rate), colour tags and rotation are kept. The output appears only when complete.
+    """Deblur every frame of a video, keeping its audio, timing and orientation.
+
+    Audio and subtitles are copied untouched; size, frame timing (also variable frame rate), colour tags and
+    rotation are kept. The output appears only when complete; its folder is created if missing.
 
     Examples:
 
@@ -150,7 +170,10 @@ def video(
 
       deblurtool video in.mp4 out.mp4 --crf 14 --device cuda  (higher quality, on the GPU)
 
-    A damaged input is deblurred up to the damage, then exits with code 1.
+    A damaged input is deblurred as far as it can be decoded, then the command exits with code 1.
+
+    Exit codes: 0 done; 1 damaged input (what could be decoded was deblurred); 2 unusable input or refused
+    output (nothing written); 130 interrupted (nothing left behind).
     """
     from deblurtool.pipeline import check_video_paths, run_video
 
@@ -166,9 +189,9 @@ def video(
     )
     tile_given = any(v is not None for v in (tile_size, tile_overlap, batch_size))
     print_model(model, weights, tile_given=tile_given)
-    summary = run_video(src, dst, model, encode, overwrite=overwrite, progress=not no_progress)
+    with naming_the_file(src, "nothing was written"):
+        summary = run_video(src, dst, model, encode, overwrite=overwrite, progress=not no_progress)
     stdout.print(summary.line(), markup=False, soft_wrap=True)
     if summary.damage:
-        raise PartialFailure(
-            f"{summary.damage}; the {summary.frames} frames before it were deblurred into {dst}", src
-        )
+        done = f"the {summary.frames} frame(s) that could be decoded were deblurred into {dst}"
+        raise PartialFailure(f"{summary.damage}; {done}", src)

@@ -8,12 +8,19 @@ turns any of these into the HxWx3 RGB array the model takes (gray replicated), k
 EXIF, XMP and ICC metadata are carried from input to output where the format can hold them, so an image
 with an EXIF orientation tag still displays upright (the pixels stay in stored orientation, as does the tag),
 and colour profiles are kept. OpenCV applies TIFF orientation on reading, so those outputs are stored upright.
+
+A damaged file is one :class:`InputError` line: what libpng, libjpeg and libtiff print on their own while
+decoding (straight to file descriptor 2, around our message) is caught and used as the reason instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +37,56 @@ _WRITE_PARAMS: dict[str, list[int]] = {
     ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, 95],
     ".png": [cv2.IMWRITE_PNG_COMPRESSION, 3],
 }
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk type and its fixed CRC: every complete PNG ends with it
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own log lines (``[ WARN:0@...] ...``) while decoding: a damaged file is reported once,
+    as our one-line :class:`InputError`."""
+    logging = cv2.utils.logging
+    previous = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(previous)
+
+
+_FD2_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _codec_messages(messages: list[str]) -> Iterator[None]:
+    """Collect into ``messages`` the lines C image libraries write to file descriptor 2 meanwhile (libpng
+    prints "libpng error: IDAT: CRC error", libjpeg "Corrupt JPEG data: ..."), instead of letting them reach
+    the terminal around our one-line error. Lines with terminal control codes come from another thread (the
+    progress bar) and are passed on unchanged."""
+    with _FD2_LOCK, tempfile.TemporaryFile() as sink:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no usable descriptor 2: nothing to protect
+            yield
+            return
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            others = []
+            for line in sink.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if "\x1b" in line:
+                    others.append(line)
+                elif line.strip():
+                    messages.append(line.strip())
+            if others:
+                os.write(2, "".join(others).encode())
 
 
 @dataclass(frozen=True)
@@ -50,12 +107,17 @@ def read_image(path: Path) -> ImageData:
         raise InputError(f"cannot read ({e.strerror or e})", path) from None
     if data.size == 0:
         raise InputError("empty file (0 bytes)", path)
+    if data[:8].tobytes() == _PNG_SIGNATURE and _PNG_END not in data[-4096:].tobytes():
+        raise InputError("truncated PNG (its end marker is missing)", path)
+    messages: list[str] = []
     try:
-        pixels, types, chunks = cv2.imdecodeWithMetadata(data, cv2.IMREAD_UNCHANGED)
+        with _quiet_opencv(), _codec_messages(messages):
+            pixels, types, chunks = cv2.imdecodeWithMetadata(data, cv2.IMREAD_UNCHANGED)
     except cv2.error:
         pixels, types, chunks = None, (), ()
     if pixels is None or pixels.size == 0:
-        raise InputError("not a readable image (damaged, truncated or of another format)", path)
+        reason = f"; {messages[0][:120]}" if messages else ""
+        raise InputError(f"not a readable image (damaged, truncated or of another format{reason})", path)
     if pixels.dtype not in (np.uint8, np.uint16):
         raise InputError(f"{pixels.dtype} samples are not supported (8- and 16-bit images are)", path)
     if pixels.ndim == 3 and pixels.shape[2] not in (2, 3, 4):

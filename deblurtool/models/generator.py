@@ -1,8 +1,9 @@
 """The DeblurGAN ResNet-9 generator.
 
 Layout (Kupyn et al., 2018, after Johnson et al.'s ResNet transformer):
-reflect-pad 3 -> 7x7 conv -> BN -> ReLU, two stride-2 3x3 convs (width x2 each), ``n_blocks`` residual blocks
-of reflect-pad/3x3 conv/BN/ReLU/reflect-pad/3x3 conv/BN, two nearest x2 upsamplings each followed by a 3x3 conv,
+reflect-pad 3 -> 7x7 conv -> BN -> ReLU, two stride-2 3x3 convs (width x2 each), ``n_blocks`` residual
+blocks of reflect-pad/3x3 conv/BN/ReLU/reflect-pad/3x3 conv/BN, two nearest x2 upsamplings each followed
+by a 3x3 conv,
 BN and ReLU, reflect-pad 3 -> 7x7 conv -> tanh, plus the input (global residual), clamped to [-1, 1].
 
 Input and output: ``x_pm1`` of shape Nx3xHxW, float in [-1, 1], H and W multiples of 4.
