@@ -1,0 +1,210 @@
+"""Where the model runs and in which number format, and the default tiling for that device.
+
+Precision ``auto``: fp16 on CUDA (tensor cores on every CUDA GPU); on a CPU, bf16 where the CPU has native
+bf16 instructions (AVX512_BF16 / AMX on x86, the BF16 extension on Arm) AND a one-off 0.1 s probe confirms
+that bf16 convolutions actually beat fp32 here, else fp32. The probe exists because "native" is not "fast":
+on an AMD EPYC (AVX512_BF16) bf16 ran the generator 2.4x faster than fp32, while on an Intel Xeon with
+AVX512_BF16 but no AMX it ran 1.6x slower (measured on the project's machines, 1 thread, CPU time).
+fp16 on a CPU is allowed when asked for, with a warning: emulated there, measured ~3000x slower than bf16.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from deblurtool.config import TileConfig
+from deblurtool.errors import DeblurError
+
+_CPUINFO = Path("/proc/cpuinfo")
+_X86 = ("x86_64", "amd64", "i386", "i686", "x86")
+_NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+# Whole frames up to this many pixels on the CPU (4K UHD): one big tile redoes no overlap (256-pixel tiles
+# with overlap 32 compute 1.71x the pixels of a 720p frame and took 1.5x the time). Beyond it, or beyond
+# half the RAM, tiles keep activations bounded: a whole fp32 frame peaks at ~550 bytes per pixel measured
+# (~4.6 GB for 4K), so ``CPU_BYTES_PER_PIXEL`` leaves some margin.
+CPU_WHOLE_FRAME_MAX_PIXELS = 3840 * 2160
+CPU_BYTES_PER_PIXEL = 640
+CPU_TILES = TileConfig(tile_size=256, tile_overlap=32, batch_size=1)
+CPU_WHOLE_FRAME = TileConfig(tile_size=0, tile_overlap=0, batch_size=1)
+# CUDA: memory-safe for any GPU worth using (about 1 GB of fp16 activations per batch of 8 tiles of 256);
+# the out-of-memory back-off in inference.Deblurrer handles smaller cards.
+CUDA_TILES = TileConfig(tile_size=256, tile_overlap=32, batch_size=8)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a usable torch.device (CUDA ones with their index).
+
+    Asking for CUDA where there is none is an error, never a silent fall-back to a 100x slower CPU run.
+    """
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise DeblurError(
+                f"--device {spec} was asked for but CUDA is not available "
+                "(no NVIDIA GPU/driver, or a CPU-only torch build); use --device cpu"
+            )
+        index = torch.cuda.current_device() if spec == "cuda" else int(spec[5:])
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise DeblurError(
+                f"--device {spec}: only {count} CUDA device(s) present (cuda:0..cuda:{count - 1})"
+            )
+        return torch.device("cuda", index)
+    raise DeblurError(f"--device must be auto, cpu, cuda or cuda:N, got {spec!r}")
+
+
+def _cpuinfo_flags() -> set[str] | None:
+    """The first processor's flags from /proc/cpuinfo, or None where it cannot be read."""
+    try:
+        text = _CPUINFO.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return None
+
+
+def _onednn_bf16() -> bool:
+    """oneDNN's own check; on Arm it tests the BF16 extension (Graviton3, Apple M2 and later)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (checked, not assumed).
+
+    Linux x86: /proc/cpuinfo flags avx512_bf16 or amx_bf16. Elsewhere: torch's own CPU capability queries
+    (x86: ``torch.cpu.get_capabilities()``; Arm: oneDNN's bf16 check, which tests the BF16 extension).
+    oneDNN's check is not used on x86, where it also says yes for plain AVX-512 (bf16 emulated, slow).
+    """
+    machine = platform.machine().lower()
+    is_x86 = machine in _X86
+    if sys.platform.startswith("linux") and is_x86:
+        flags = _cpuinfo_flags()
+        if flags is not None:
+            return bool(flags & _NATIVE_BF16_FLAGS)
+    try:
+        if is_x86:
+            caps = torch.cpu.get_capabilities()
+            return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+        if machine in ("arm64", "aarch64"):
+            return _onednn_bf16()
+    except (AttributeError, RuntimeError):  # older torch without these helpers
+        return False
+    return False
+
+
+def cuda_supports_bf16(device: torch.device) -> bool:
+    """Native bf16 arithmetic needs compute capability 8.0 (Ampere) or newer."""
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
+
+
+@functools.cache
+def cpu_bf16_is_faster() -> bool:
+    """Whether a bf16 3x3 convolution (channels_last, the generator's main cost) beats fp32 on this CPU.
+
+    Measured once per process (~0.1 s, one thread, CPU time so other processes' load does not skew it):
+    best of 3 alternating runs each; bf16 must win by 10% to be chosen. Only asked when the CPU has native
+    bf16, so emulated bf16 is never probed.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(memory_format=torch.channels_last)
+        x = torch.randn(1, 128, 64, 64).contiguous(memory_format=torch.channels_last)
+        cases = {dt: (copy.deepcopy(conv).to(dt), x.to(dt)) for dt in (torch.float32, torch.bfloat16)}
+        best = dict.fromkeys(cases, float("inf"))
+        with torch.inference_mode():
+            for c, xi in cases.values():  # warm-up: oneDNN picks and compiles its kernels on first use
+                c(xi)
+            for _ in range(3):
+                for dt, (c, xi) in cases.items():
+                    t = time.process_time()
+                    c(xi)
+                    best[dt] = min(best[dt], time.process_time() - t)
+        return best[torch.bfloat16] < 0.9 * best[torch.float32]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
+    """``auto`` | ``fp32`` | ``bf16`` | ``fp16`` -> the dtype the model runs in on ``device``.
+
+    auto: fp16 on CUDA; on a CPU bf16 if it is native and measured faster (``cpu_bf16_is_faster``), else
+    fp32. bf16 on a CUDA GPU older than Ampere is an error (emulated, slower than fp32). See
+    ``precision_notes`` for the warnings a choice deserves.
+    """
+    if spec == "auto":
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if cpu_has_native_bf16() and cpu_bf16_is_faster() else torch.float32
+    if spec == "fp32":
+        return torch.float32
+    if spec == "fp16":
+        return torch.float16
+    if spec == "bf16":
+        if device.type == "cuda" and not cuda_supports_bf16(device):
+            name = torch.cuda.get_device_name(device)
+            raise DeblurError(f"--precision bf16: {name} ({device}) has no native bf16; use fp16 or fp32")
+        return torch.bfloat16
+    raise DeblurError(f"--precision must be one of auto, fp32, bf16, fp16, got {spec!r}")
+
+
+def precision_notes(dtype: torch.dtype, device: torch.device, spec: str | None = None) -> list[str]:
+    """One-line notes on ``dtype`` (resolved from the precision ``spec``, if given): warnings for choices that
+    run badly on ``device``, and why ``auto`` passed over a native bf16. Empty if there is nothing to say."""
+    notes: list[str] = []
+    if spec == "auto" and device.type == "cpu" and dtype == torch.float32 and cpu_has_native_bf16():
+        notes.append("precision auto chose fp32: bf16 convolutions measured slower than fp32 on this CPU")
+    if device.type == "cpu" and dtype == torch.float16:
+        notes.append(
+            "warning: fp16 on a CPU is emulated and extremely slow (~3000x slower than bf16 measured on "
+            "AVX-512 CPUs); prefer --precision auto, bf16 or fp32"
+        )
+    if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
+        notes.append("warning: this CPU has no native bf16, so bf16 is emulated and may be slower than fp32")
+    return notes
+
+
+def _physical_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not on every platform (Windows)
+        return None
+
+
+def cpu_whole_frame_max_pixels() -> int:
+    """Largest frame run whole on the CPU: 4K UHD, less where half the RAM cannot hold its activations."""
+    mem = _physical_memory_bytes()
+    if mem is None:
+        return CPU_WHOLE_FRAME_MAX_PIXELS
+    return min(CPU_WHOLE_FRAME_MAX_PIXELS, mem // 2 // CPU_BYTES_PER_PIXEL)
+
+
+def default_tile_config(device: torch.device, frame_hw: tuple[int, int] | None = None) -> TileConfig:
+    """The fastest tiling at equal quality for ``device`` and a frame of ``frame_hw`` (height, width).
+
+    CPU: whole frames up to ``cpu_whole_frame_max_pixels()`` (tiles recompute their overlaps and gain no
+    speed per pixel on a CPU), 256-pixel tiles beyond. CUDA: 256-pixel tiles, batch 8. With BN folded into
+    the convs a tile's output does not depend on batch statistics, so whole frames and tiles give nearly the
+    same pixels. ``frame_hw`` None: assume a frame that fits whole.
+    """
+    if device.type == "cuda":
+        return CUDA_TILES
+    if frame_hw is not None and frame_hw[0] * frame_hw[1] > cpu_whole_frame_max_pixels():
+        return CPU_TILES
+    return CPU_WHOLE_FRAME

@@ -1,0 +1,234 @@
+"""Deblurrer: run a generator over frames of any size, fast and without seams.
+
+Per frame: plan tiles -> cut -> micro-batches through the model (BN folded into the convs, run dtype,
+channels_last, ``torch.inference_mode``) -> feathered stitch in float32. Out of GPU memory, it backs off
+(halve the batch, then the tile) and retries the same frame: no frame is ever dropped.
+
+For a ``ResnetGenerator`` the network body runs in the run dtype while the global residual (input + body)
+and the clamp stay in float32: the input image is never rounded to bf16/fp16 (bf16 keeps 8 mantissa bits,
+half an 8-bit level near 1.0 and useless for 16-bit images), only the small correction the body adds is.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from deblurtool.config import RuntimeConfig, TileConfig
+from deblurtool.devices import default_tile_config, precision_notes, resolve_device, resolve_precision
+from deblurtool.errors import DeblurError, InputError
+from deblurtool.models.generator import ResnetGenerator
+from deblurtool.tiling import TilePlan, cut_tiles, plan_tiles, stitch_tiles
+
+log = logging.getLogger(__name__)
+
+MIN_TILE_SIZE = 64  # below this the generator sees too little context (receptive field ~ 100 px)
+
+
+def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """One conv computing ``bn(conv(x))`` with ``bn``'s running statistics (eval semantics)."""
+    assert bn.running_mean is not None and bn.running_var is not None
+    w = conv.weight.detach().double()
+    b = conv.bias.detach().double() if conv.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+    scale = torch.rsqrt(bn.running_var.detach().double() + bn.eps)
+    if bn.affine:
+        scale = scale * bn.weight.detach().double()
+    shift = -bn.running_mean.detach().double() * scale
+    if bn.affine:
+        shift = shift + bn.bias.detach().double()
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,  # type: ignore[arg-type]
+        stride=conv.stride,  # type: ignore[arg-type]
+        padding=conv.padding,  # type: ignore[arg-type]
+        dilation=conv.dilation,  # type: ignore[arg-type]
+        groups=conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
+    with torch.no_grad():
+        fused.weight.copy_(w * scale.view(-1, 1, 1, 1))
+        fused.bias.copy_(b * scale + shift)  # type: ignore[union-attr]
+    return fused
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` (eval mode) with every Conv2d -> BatchNorm2d pair fused into one conv.
+
+    Only pairs that follow each other inside an ``nn.Sequential`` are folded: there the order of children
+    is the order of execution (in other containers registration order proves nothing). BNs without running
+    statistics are left alone. The caller's model is never touched (the trainer evaluates its live model
+    through this). Folding removes a memory pass per conv and makes every tile's output independent of
+    batch statistics.
+    """
+    folded = copy.deepcopy(model).eval()
+    for module in list(folded.modules()):
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for a, b in itertools.pairwise(names):
+            conv, bn = module._modules[a], module._modules[b]
+            if (
+                isinstance(conv, nn.Conv2d)
+                and isinstance(bn, nn.BatchNorm2d)
+                and bn.running_mean is not None
+                and bn.num_features == conv.out_channels
+            ):
+                module._modules[a] = _fold_conv_bn(conv, bn)
+                module._modules[b] = nn.Identity()
+    return folded
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and ("out of memory" in text or "not enough memory" in text)
+
+
+class Deblurrer:
+    """Deblur frames with a generator. ``deblurrer(rgb_u8) -> rgb_u8`` (also uint16 and float32 [0, 1]).
+
+    ``tile`` None picks ``devices.default_tile_config`` per frame size. ``runtime`` None: auto device and
+    precision. ``fuse`` folds BN into the convs (exact up to float rounding, and faster). Attributes:
+    ``device``, ``dtype``, ``tile`` (the settings in force, after any out-of-memory back-off), ``notes``
+    (one-line warnings, e.g. about a slow precision, for the CLI to show).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tile: TileConfig | None = None,
+        runtime: RuntimeConfig | None = None,
+        *,
+        fuse: bool = True,
+    ) -> None:
+        runtime = runtime or RuntimeConfig()
+        self.device = resolve_device(runtime.device)
+        self.dtype = resolve_precision(runtime.precision, self.device)
+        self.notes: list[str] = precision_notes(self.dtype, self.device, runtime.precision)
+        self._auto_tile = tile is None
+        self._backed_off = False  # after an out-of-memory back-off, self.tile stays as backed off
+        self.tile: TileConfig = tile or default_tile_config(self.device, None)
+        net = fold_batchnorm(model) if fuse else copy.deepcopy(model).eval()
+        net.requires_grad_(False)
+        net = net.to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
+        self.model = net
+        # Generator: run only the body in the run dtype, keep input + residual in float32 (module docstring).
+        self._body: nn.Module | None = net.model if isinstance(net, ResnetGenerator) else None
+
+    @classmethod
+    def from_weights(
+        cls,
+        path: Path | None = None,
+        tile: TileConfig | None = None,
+        runtime: RuntimeConfig | None = None,
+    ) -> Deblurrer:
+        """Load a generator file (None: the shipped default, checksum-verified) and wrap it."""
+        from deblurtool.models.weights import load_generator
+
+        return cls(load_generator(path), tile, runtime)
+
+    # -- per-frame core -------------------------------------------------------------------------------------
+
+    def _run_batch(self, x_pm1: torch.Tensor) -> torch.Tensor:
+        """``N x 3 x h x w`` float32 on device -> same, through the model in the run dtype."""
+        x_run = x_pm1.to(self.dtype, memory_format=torch.channels_last)
+        if self._body is not None:
+            return torch.clamp(x_pm1 + self._body(x_run).float(), -1.0, 1.0)
+        return self.model(x_run).float()
+
+    def _tile_for(self, height: int, width: int) -> TileConfig:
+        if self._auto_tile and not self._backed_off:
+            self.tile = default_tile_config(self.device, (height, width))
+        return self.tile
+
+    def _deblur_once(self, x_pm1: torch.Tensor, plan: TilePlan, batch_size: int) -> torch.Tensor:
+        tiles = cut_tiles(x_pm1.to(self.device, non_blocking=True), plan)
+        with torch.inference_mode():  # results are written into ``tiles``, an ordinary tensor, in place
+            for i in range(0, plan.n_tiles, batch_size):
+                tiles[i : i + batch_size] = self._run_batch(tiles[i : i + batch_size])
+        # Stitched outside inference mode, so callers may modify the result in place.
+        return stitch_tiles(tiles, plan).cpu()
+
+    def _back_off(self, tile: TileConfig, plan: TilePlan, reason: str) -> TileConfig:
+        """Halve the batch (where that shrinks a model call), then the tile (to MIN_TILE_SIZE, overlap
+        scaled alike); DeblurError at the floor."""
+        if min(tile.batch_size, plan.n_tiles) > 1:
+            new = replace(tile, batch_size=min(tile.batch_size, plan.n_tiles) // 2)
+        else:
+            edge = max(plan.tile_h, plan.tile_w)
+            size = max(MIN_TILE_SIZE, (edge // 2) // 4 * 4)
+            if size >= edge:
+                raise DeblurError(
+                    f"out of memory on {self.device} even with batch size 1 and {edge}-pixel tiles "
+                    f"(precision {str(self.dtype).removeprefix('torch.')}; {reason}); "
+                    "free GPU memory or use --device cpu"
+                )
+            overlap = tile.tile_overlap * size // edge if tile.tile_size else size // 8
+            new = TileConfig(tile_size=size, tile_overlap=min(overlap, size // 2 - 1), batch_size=1)
+        msg = (
+            f"out of memory on {self.device}: retrying with tile_size {new.tile_size}, "
+            f"tile_overlap {new.tile_overlap}, batch_size {new.batch_size}"
+        )
+        log.warning(msg)
+        if msg not in self.notes:
+            self.notes.append(msg)
+        return new
+
+    def deblur_tensor(self, x_pm1: torch.Tensor) -> torch.Tensor:
+        """``3 x H x W`` float32 CPU in [-1, 1] -> ``3 x H x W`` float32 CPU in [-1, 1]."""
+        if x_pm1.dim() != 3 or x_pm1.shape[0] != 3:
+            raise InputError(f"expected a 3 x H x W tensor, got shape {tuple(x_pm1.shape)}")
+        x_pm1 = x_pm1.float()
+        _, h, w = x_pm1.shape
+        tile = self._tile_for(h, w)
+        while True:
+            plan = plan_tiles(h, w, tile.tile_size, tile.tile_overlap)
+            try:
+                return self._deblur_once(x_pm1, plan, tile.batch_size)
+            except RuntimeError as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
+                if not _is_oom(e):
+                    raise
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            # Outside the except block the exception and its frames (holding device tensors) are released.
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            tile = self._back_off(tile, plan, reason)
+            self.tile, self._backed_off = tile, True
+
+    def deblur_array(self, img: np.ndarray) -> np.ndarray:
+        """``H x W x 3`` RGB uint8 / uint16 (full 0..65535 range) / float32 in [0, 1] -> same shape and dtype.
+
+        Integers are rounded and clipped; floats clipped to [0, 1].
+        """
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise InputError(f"expected an H x W x 3 RGB image, got shape {img.shape}")
+        if img.dtype == np.uint8:
+            peak = 255.0
+        elif img.dtype == np.uint16:
+            peak = 65535.0
+        elif img.dtype == np.float32:
+            peak = 1.0
+        else:
+            raise InputError(f"expected a uint8, uint16 or float32 image, got {img.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()
+        if peak == 1.0:
+            x = x.clamp(0.0, 1.0)
+        y = self.deblur_tensor(x * (2.0 / peak) - 1.0)
+        y = ((y + 1.0) * (peak / 2.0)).clamp(0.0, peak)
+        if peak != 1.0:
+            y = y.round()
+        return y.permute(1, 2, 0).numpy().astype(img.dtype)
+
+    __call__ = deblur_array
