@@ -80,6 +80,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except Exception as e:  # an unexpected bug: still one line unless --debug
             if state.debug:
                 traceback.print_exc(file=sys.stderr)
-            raise fail(f"{type(e).__name__}: {e} (run with --debug for the traceback)", EXIT_USAGE) from None
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise fail(f"{type(e).__name__}: {first} (--debug shows the traceback)", EXIT_USAGE) from None
 
     return wrapper

@@ -79,7 +79,8 @@ def load_model(
     tile = TileConfig(**given) if given else None
     runtime = RuntimeConfig(device=device, precision=precision)
     with naming_the_file(weights, "the model could not be loaded, nothing was written"):
-        return Deblurrer.from_weights(weights, tile=tile, runtime=runtime)
+        model = Deblurrer.from_weights(weights, tile=tile, runtime=runtime)
+    return model
 
 
 def precision_name(dtype: object) -> str:

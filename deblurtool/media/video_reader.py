@@ -38,6 +38,7 @@ import numpy as np
 from deblurtool.errors import InputError
 
 _POLL_S = 0.1  # how often a blocked thread looks at the stop event
+_PROBE_MAX_SKIPPED = 250  # rejected video packets before the first frame after which the input is refused
 SWS_THREADS = 1  # swscale threads per conversion: more made results vary from run to run (see to_rgb_array)
 
 
@@ -202,13 +203,15 @@ class VideoReader:
                     self._pending.append(packet)
                 continue
             frames = self._decode_packet(packet)
+            if not frames and self.packets_skipped >= _PROBE_MAX_SKIPPED:
+                break  # hopeless: do not read a whole large file in the caller's thread to find out
             if frames:
                 self._array_format = "rgb24" if _bit_depth(frames[0]) <= 8 else "rgb48le"
                 self._pending.extend(self._to_decoded(f) for f in frames)
                 return frames[0]
         if self._first_skip is not None:
-            reason = self._first_skip[1]
-            raise InputError(f"no video frame could be decoded ({reason})", self.path)
+            where = f"{self.packets_skipped} damaged packet(s)"
+            raise InputError(f"no video frame could be decoded ({where}: {self._first_skip[1]})", self.path)
         raise InputError("no video frame could be decoded (empty or unsupported video stream)", self.path)
 
     def _decode_packet(self, packet: av.Packet) -> list[av.VideoFrame]:
