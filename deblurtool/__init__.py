@@ -1,8 +1,8 @@
 """deblurtool: batch motion deblurring of videos and images.
 
-    >>> from deblurtool import Deblurrer
-    >>> deblur = Deblurrer.from_weights()          # the shipped default model
-    >>> sharp_rgb_u8 = deblur(blurry_rgb_u8)       # HxWx3 uint8 in, same out
+>>> from deblurtool import Deblurrer
+>>> deblur = Deblurrer.from_weights()          # the shipped default model
+>>> sharp_rgb_u8 = deblur(blurry_rgb_u8)       # HxWx3 uint8 in, same out
 """
 
 from __future__ import annotations

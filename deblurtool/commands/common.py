@@ -50,8 +50,11 @@ Precision = Annotated[
 ]
 Weights = Annotated[
     Path | None,
-    typer.Option("--weights", help="A generator .safetensors file (default: the shipped weights/ model).",
-                 dir_okay=False),
+    typer.Option(
+        "--weights",
+        help="A generator .safetensors file (default: the shipped weights/ model).",
+        dir_okay=False,
+    ),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
 

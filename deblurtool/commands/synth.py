@@ -52,6 +52,15 @@ FramesPerVideo = Annotated[
     int, typer.Option("--frames-per-video", min=1, help="Frames taken from each video.")
 ]
 Workers = Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")]
+BlurMedian = Annotated[
+    float,
+    typer.Option(
+        "--blur-median", min=0.0, help="Median blur extent at the crop centre, pixels at 720p scale."
+    ),
+]
+BlurMax = Annotated[
+    float, typer.Option("--blur-max", min=0.0, help="Largest blur extent drawn, pixels at 720p scale.")
+]
 
 
 @handle_errors
@@ -66,13 +75,15 @@ def synth(
     gamma: Gamma = 0.5,
     frames_per_video: FramesPerVideo = 24,
     workers: Workers = 1,
+    blur_median: BlurMedian = 10.0,
+    blur_max: BlurMax = 48.0,
     overwrite: Overwrite = False,
 ) -> None:
     """Make GoPro-like synthetic training pairs (blur, sharp) from sharp images and videos."""
     from deblurtool.synth import SynthParams, make_dataset
 
     try:
-        params = SynthParams(size=size, gamma=gamma)
+        params = SynthParams(size=size, gamma=gamma, blur_median_px=blur_median, blur_max_px=blur_max)
     except ValueError as e:
         raise DeblurError(str(e)) from None
     columns = (

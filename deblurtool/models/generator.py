@@ -44,8 +44,11 @@ def _conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1, reflect: int = 0
     if reflect:
         layers.append(nn.ReflectionPad2d(reflect))
     pad = 0 if reflect else k // 2
-    layers += [nn.Conv2d(cin, cout, k, stride=stride, padding=pad, bias=False), nn.BatchNorm2d(cout),
-               nn.ReLU(inplace=True)]
+    layers += [
+        nn.Conv2d(cin, cout, k, stride=stride, padding=pad, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
     return layers
 
 
