@@ -12,6 +12,9 @@ import av
 import cv2
 import numpy as np
 import pytest
+import torch
+
+from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
 
 W, H = 64, 48
 
@@ -194,3 +197,19 @@ def save_image(path: Path, pixels: np.ndarray) -> Path:
     assert ok
     path.write_bytes(buf.tobytes())
     return path
+
+
+def random_generator(config: GeneratorConfig, seed: int = 0, scale: float = 0.3) -> ResnetGenerator:
+    """A generator (eval mode) with every weight, BN affine parameter and running statistic random, head
+    included, so it is far from the identity (the default init is too regular to catch mistakes)."""
+    g = torch.Generator().manual_seed(seed)
+    model = ResnetGenerator(config)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif name.endswith("running_mean"):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+            elif t.is_floating_point():
+                t.copy_(torch.randn(t.shape, generator=g) * scale)
+    return model.eval()

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import random_generator
 from torch import nn
 
 from deblurtool import devices
@@ -24,18 +25,7 @@ WHOLE = TileConfig(tile_size=0, tile_overlap=0, batch_size=1)
 
 
 def _random_generator(seed: int = 0, config: GeneratorConfig = TINY, scale: float = 0.3) -> ResnetGenerator:
-    """Every weight, BN affine parameter and running statistic random, head included (not the identity)."""
-    g = torch.Generator().manual_seed(seed)
-    model = ResnetGenerator(config)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif name.endswith("running_mean"):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-            elif t.is_floating_point():
-                t.copy_(torch.randn(t.shape, generator=g) * scale)
-    return model.eval()
+    return random_generator(config, seed, scale)
 
 
 def _image(h: int, w: int, seed: int = 0) -> torch.Tensor:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import random_generator
 from safetensors.torch import save_file
 
 from deblurtool.errors import WeightsError
@@ -17,16 +18,7 @@ TINY = GeneratorConfig(ngf=4, n_blocks=1)
 
 
 def _random_model(seed: int = 0, config: GeneratorConfig = TINY) -> ResnetGenerator:
-    """A generator with every parameter and BN running statistic randomised (the init is too regular)."""
-    g = torch.Generator().manual_seed(seed)
-    model = ResnetGenerator(config)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif t.is_floating_point():
-                t.copy_(torch.randn(t.shape, generator=g) * 0.2)
-    return model.eval()
+    return random_generator(config, seed, scale=0.2)
 
 
 @pytest.fixture

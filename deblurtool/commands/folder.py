@@ -13,10 +13,9 @@ from deblurtool.commands.video import (
     NoProgress,
     TileOverlap,
     TileSize,
-    load_model,
+    load_and_describe,
     naming_the_file,
     precision_name,
-    print_model,
     stdout,
 )
 from deblurtool.errors import PartialFailure
@@ -78,7 +77,7 @@ def folder(
     from deblurtool.pipeline import check_folder_paths, run_folder
 
     check_folder_paths(src, dst)  # refuse before spending seconds on loading the model
-    model = load_model(
+    model = load_and_describe(
         weights,
         device=device,
         precision=precision,
@@ -86,8 +85,6 @@ def folder(
         tile_overlap=tile_overlap,
         batch_size=batch_size,
     )
-    tile_given = any(v is not None for v in (tile_size, tile_overlap, batch_size))
-    print_model(model, weights, tile_given=tile_given)
     with naming_the_file(src, "outputs finished so far are kept, re-run to resume"):
         summary = run_folder(
             src,

@@ -138,6 +138,29 @@ def print_model(model: Any, weights: Path | None, *, tile_given: bool = True) ->
         stdout.print(f"note: {note}", markup=False, soft_wrap=True)
 
 
+def load_and_describe(
+    weights: Path | None,
+    *,
+    device: str,
+    precision: str,
+    tile_size: int | None,
+    tile_overlap: int | None,
+    batch_size: int | None,
+) -> Any:
+    """``load_model`` for a command, then the one line saying what will run (and any notes)."""
+    model = load_model(
+        weights,
+        device=device,
+        precision=precision,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+    )
+    tile_given = any(v is not None for v in (tile_size, tile_overlap, batch_size))
+    print_model(model, weights, tile_given=tile_given)
+    return model
+
+
 @handle_errors
 def video(
     src: Annotated[
@@ -180,7 +203,7 @@ def video(
 
     encode = EncodeConfig(codec=codec, crf=crf, pix_fmt=pix_fmt)
     check_video_paths(src, dst, overwrite)  # refuse before spending seconds on loading the model
-    model = load_model(
+    model = load_and_describe(
         weights,
         device=device,
         precision=precision,
@@ -188,8 +211,6 @@ def video(
         tile_overlap=tile_overlap,
         batch_size=batch_size,
     )
-    tile_given = any(v is not None for v in (tile_size, tile_overlap, batch_size))
-    print_model(model, weights, tile_given=tile_given)
     with naming_the_file(src, "nothing was written"):
         summary = run_video(src, dst, model, encode, overwrite=overwrite, progress=not no_progress)
     stdout.print(summary.line(), markup=False, soft_wrap=True)
