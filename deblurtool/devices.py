@@ -119,13 +119,15 @@ def cpu_bf16_is_faster() -> bool:
 
     Measured once per process (~0.1 s, one thread, CPU time so other processes' load does not skew it):
     best of 3 alternating runs each; bf16 must win by 10% to be chosen. Only asked when the CPU has native
-    bf16, so emulated bf16 is never probed.
+    bf16, so emulated bf16 is never probed. The global RNG is left as it was: the probe's random conv and
+    input would otherwise shift any seeded run (training's exact resume) that happens to call it first.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(memory_format=torch.channels_last)
-        x = torch.randn(1, 128, 64, 64).contiguous(memory_format=torch.channels_last)
+        with torch.random.fork_rng(devices=[]):
+            conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(memory_format=torch.channels_last)
+            x = torch.randn(1, 128, 64, 64).contiguous(memory_format=torch.channels_last)
         cases = {dt: (copy.deepcopy(conv).to(dt), x.to(dt)) for dt in (torch.float32, torch.bfloat16)}
         best = dict.fromkeys(cases, float("inf"))
         with torch.inference_mode():

@@ -133,11 +133,13 @@ def test_bf16_on_old_gpu_is_an_error(monkeypatch: pytest.MonkeyPatch, two_gpus: 
     assert D.resolve_precision("bf16", CUDA0) == torch.bfloat16
 
 
-def test_bf16_probe_returns_a_bool_and_restores_threads() -> None:
+def test_bf16_probe_returns_a_bool_and_restores_threads_and_rng() -> None:
     threads = torch.get_num_threads()
+    rng = torch.get_rng_state()
     D.cpu_bf16_is_faster.cache_clear()
     assert isinstance(D.cpu_bf16_is_faster(), bool)
     assert torch.get_num_threads() == threads
+    assert torch.equal(torch.get_rng_state(), rng)  # seeded runs must not depend on who probed first
 
 
 def test_default_tile_config(monkeypatch: pytest.MonkeyPatch) -> None:

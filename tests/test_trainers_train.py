@@ -176,7 +176,7 @@ def test_cli_covers_every_knob_and_runs(gopro: Path, tmp_path: Path) -> None:
 
     from deblurtool.commands.train import train as train_command
 
-    params = set(inspect.signature(train_command).parameters)
+    params = set(inspect.signature(train_command).parameters) - {"ctx"}
     assert params == {f.name for f in fields(TrainConfig)}
     runner = CliRunner()
     help_text = runner.invoke(_cli(), ["train", "--help"], terminal_width=200).output
@@ -193,6 +193,32 @@ def test_cli_covers_every_knob_and_runs(gopro: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--resume" in result.output
     result = runner.invoke(_cli(), ["train", str(tmp_path / "none"), "--out", str(out / "x")])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+@pytest.mark.parametrize("entry", ["cli", "module"])
+def test_resume_keeps_the_settings_left_out(gopro: Path, tmp_path: Path, entry: str) -> None:
+    """`--resume` with only DATA and --out continues with the run's --epochs and --eval-extra (their defaults
+    must not replace them); a setting spelled out on resume does change."""
+    out = tmp_path / "run"
+    first = [str(gopro), "--out", str(out), "--ngf", "4", "--n-blocks", "1", "--adv-weight", "0",
+             "--crop", "32", "--epochs", "2", "--steps-per-epoch", "1", "--perceptual-weight", "0",
+             "--pixel-loss", "l1", "--pixel-weight", "1", "--workers", "0", "--precision", "fp32",
+             "--eval-extra", str(gopro / "test"), "--stop-at-step", "1"]  # fmt: skip
+
+    def run(argv: list[str]) -> None:
+        if entry == "module":
+            assert main(argv) == 0
+        else:
+            result = CliRunner().invoke(_cli(), ["train", *argv])
+            assert result.exit_code == 0, result.output
+
+    run(first)
+    run([str(gopro), "--out", str(out), "--resume"])
+    rows = read_metrics(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]  # not the default 200 epochs
+    assert all(r["extra_psnr"] != "" for r in rows)  # --eval-extra kept
+    run([str(gopro), "--out", str(out), "--resume", "--epochs", "3"])
+    assert [r["epoch"] for r in read_metrics(out / "metrics.csv")] == ["1", "2", "3"]
 
 
 def test_module_main(gopro: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 import typing
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
@@ -77,6 +77,9 @@ RESUMABLE_OVERRIDES = (
     "overwrite",
     "device",
 )
+# Settings of the invocation itself, not of the run: always taken from the command line, even on --resume
+# (a run stopped by --stop-at-step N and resumed without it goes on to the end; the device is this machine's).
+PER_INVOCATION = ("data", "out", "resume", "overwrite", "stop_at_step", "device")
 METRIC_COLUMNS = (
     "epoch", "step", "wall_s", "lr", "g_loss", "g_adv", "g_perceptual", "g_pixel", "d_loss", "w_dist",
     "psnr", "ssim", "input_psnr", "input_ssim", "extra_psnr", "extra_ssim", "extra_input_psnr",
@@ -275,8 +278,12 @@ class TrainResult:
 class Trainer:
     """Builds everything from a TrainConfig (and a checkpoint when resuming) and runs the epochs."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainConfig, given: Collection[str] | None = None) -> None:
+        """``given``: the names of the settings the user spelled out; on --resume the others keep the
+        checkpoint's values. None: every resumable setting is taken from ``cfg``."""
         from deblurtool.devices import precision_notes, resolve_device, resolve_precision
+
+        self.given = None if given is None else frozenset(given)
 
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.rank = int(os.environ.get("RANK", "0")) if self.distributed else 0
@@ -375,9 +382,20 @@ class Trainer:
 
     def _merge_resumed_config(self, cfg: TrainConfig, ckpt: dict[str, typing.Any]) -> TrainConfig:
         saved = TrainConfig.from_dict(ckpt["config"])
-        overrides = {name: getattr(cfg, name) for name in RESUMABLE_OVERRIDES}
+        # With ``given`` known (the CLIs pass it), a resumable setting left off the command line keeps the
+        # checkpoint's value: `--resume` alone must not quietly reset --epochs or drop --eval-extra.
+        given = self.given
+        overrides = {
+            name: getattr(cfg, name)
+            for name in RESUMABLE_OVERRIDES
+            if given is None or name in given or name in PER_INVOCATION
+        }
         ignored = [
-            n for n in asdict(cfg) if n not in RESUMABLE_OVERRIDES and getattr(cfg, n) != getattr(saved, n)
+            n
+            for n in asdict(cfg)
+            if n not in RESUMABLE_OVERRIDES
+            and (given is None or n in given)
+            and getattr(cfg, n) != getattr(saved, n)
         ]
         if ignored:
             self.log(
@@ -790,9 +808,9 @@ class _Reporter:
             )
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Run (or resume) the training a TrainConfig describes."""
-    return Trainer(cfg).run()
+def train(cfg: TrainConfig, given: Collection[str] | None = None) -> TrainResult:
+    """Run (or resume) the training a TrainConfig describes (``given``: see ``Trainer``)."""
+    return Trainer(cfg, given).run()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -820,9 +838,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m trainers.train DATA --out RUN [options]`` (and ``torchrun ... -m trainers.train``)."""
-    args = vars(_parser().parse_args(argv))
+    parser = _parser()
+    args = vars(parser.parse_args(argv))
+    for action in parser._actions:  # a second pass without defaults tells which options were spelled out
+        action.default = argparse.SUPPRESS
+    given = set(vars(parser.parse_args(argv)))
     try:
-        result = train(TrainConfig(**args))
+        result = train(TrainConfig(**args), given)
     except DeblurError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

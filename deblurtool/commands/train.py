@@ -18,6 +18,7 @@ def _o(*names: str, panel: str, help: str, **kw: object) -> object:
 
 @handle_errors
 def train(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="Training data root (see above).", file_okay=False)],
     out: Annotated[
         Path,
@@ -198,7 +199,12 @@ def train(
         ),
     ] = 0,
     resume: Annotated[
-        bool, _o("--resume", panel=_RUN, help="Continue the run in --out from its checkpoint.")
+        bool,
+        _o(
+            "--resume",
+            panel=_RUN,
+            help="Continue the run in --out from its checkpoint; options left out keep the run's values.",
+        ),
     ] = False,
     overwrite: Overwrite = False,
 ) -> None:
@@ -228,7 +234,14 @@ def train(
         log_every=log_every, checkpoint_every=checkpoint_every, stop_at_step=stop_at_step, resume=resume,
         overwrite=overwrite,
     )  # fmt: skip
-    result = run_training(cfg)
+    # Options left at their defaults are not "given": on --resume they keep the checkpoint's values.
+    # (Compared by name: typer vendors click, and its ParameterSource enum is not public API.)
+    given = {
+        name
+        for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    }
+    result = run_training(cfg, given)
     state = "stopped early" if result.stopped_early else "done"
     typer.echo(
         f"{state}: {result.epochs_done} epochs, step {result.global_step}; best epoch {result.best_epoch} "
