@@ -145,6 +145,30 @@ def test_video_help_teaches() -> None:
         assert text in result.output
 
 
+def test_help_paragraphs_are_reflowed_examples_kept() -> None:
+    from deblurtool.cli import app, reflow
+
+    doc = """Title.
+
+    One paragraph
+    written over
+    lines.
+
+    Examples:
+
+      deblurtool video a.mp4 b.mp4
+      deblurtool video c.mp4 d.mkv
+    """
+    assert reflow(doc) == (
+        "Title.\n\nOne paragraph written over lines.\n\nExamples:\n\n"
+        "  deblurtool video a.mp4 b.mp4\n  deblurtool video c.mp4 d.mkv"
+    )
+    wide = CliRunner().invoke(app, ["video", "--help"], terminal_width=240).output
+    assert "colour tags and rotation are kept" in " ".join(wide.split())
+    # no paragraph of the real help keeps the source's line breaks (a short ragged line mid-sentence)
+    assert "colour tags and\n" not in wide
+
+
 def test_folder_command(tmp_path: Path) -> None:
     src, dst = tmp_path / "in", tmp_path / "out"
     save_image(src / "a.png", make_image("u8_rgba"))
