@@ -39,6 +39,7 @@ from torch import nn
 
 from deblurtool.config import RuntimeConfig, TileConfig
 from deblurtool.errors import DeblurError, OutputError, WeightsError
+from deblurtool.fsutil import publish
 from deblurtool.metrics import psnr, ssim
 from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
 from deblurtool.pairs import Pair, read_pair
@@ -441,7 +442,7 @@ def _atomic_write(path: Path, data: bytes, overwrite: bool) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

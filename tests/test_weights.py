@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,26 @@ def test_save_replaces_atomically(tmp_path: Path) -> None:
     d2 = W.save_generator(_random_model(1), p)
     assert W.file_sha256(p) == d2
     assert [q.name for q in tmp_path.iterdir()] == ["m.safetensors"]
+    # ordinary permissions, not the 0o600 of the temporary file it was renamed from
+    old = os.umask(0o022)
+    try:
+        W.save_generator(_random_model(2), p)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
+
+
+def test_shipped_default_model_matches_its_card(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real weights/ folder: the default file is listed in the card, its sha256 matches, it loads
+    verified, and it is the mission's ResNet-9 (ngf 64, 9 blocks) trained for some steps (not an init)."""
+    monkeypatch.delenv(W.ENV_WEIGHTS, raising=False)
+    path = W.default_weights_path()
+    assert path.parent == W.weights_dir() and path.name == W.DEFAULT_WEIGHTS_NAME
+    assert W.card_checksums(W.card_path())[path.name] == W.file_sha256(path)
+    model = W.load_generator()
+    assert model.config == GeneratorConfig(ngf=64, n_blocks=9)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    assert int(meta["step"]) > 0 and meta["format"] == W.FORMAT

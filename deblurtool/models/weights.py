@@ -31,6 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from deblurtool.errors import WeightsError
+from deblurtool.fsutil import publish
 from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
 
 FORMAT = "deblurtool-generator"
@@ -143,7 +144,7 @@ def save_generator(
     try:
         save_file(tensors, tmp, metadata=metadata)
         digest = file_sha256(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
