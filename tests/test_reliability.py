@@ -518,7 +518,11 @@ def test_interrupted_folder_resumes(app: typer.Typer, tmp_path: Path) -> None:
 # -- Ctrl-C in a real process --------------------------------------------------------------------------------
 
 _SLOW_RUN = """
-import sys, time, types
+import signal, sys, time, types
+
+# As in a terminal: a parent started in the background (CI, `cmd &`) may pass SIGINT on as ignored, and
+# Python then installs no KeyboardInterrupt handler; the test is about what the tool does on Ctrl-C.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 class Slow:
     calls = 0
