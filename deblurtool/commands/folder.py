@@ -13,7 +13,7 @@ from deblurtool.commands.video import (
     NoProgress,
     TileOverlap,
     TileSize,
-    load_and_describe,
+    load_model,
     naming_the_file,
     precision_name,
     stdout,
@@ -77,7 +77,7 @@ def folder(
     from deblurtool.pipeline import check_folder_paths, run_folder
 
     check_folder_paths(src, dst)  # refuse before spending seconds on loading the model
-    model = load_and_describe(
+    model = load_model(
         weights,
         device=device,
         precision=precision,

@@ -70,8 +70,9 @@ def load_model(
     tile_overlap: int | None,
     batch_size: int | None,
 ) -> Any:
-    """Build the Deblurrer from CLI knobs. Tile options left out (None) keep the device default when all three
-    are left out; if only some are given, the others take TileConfig's defaults (256 / 32 / 4)."""
+    """Build the Deblurrer from CLI knobs and print the line saying what will run. Tile options left out
+    (None) keep the device default when all three are left out; if only some are given, the others take
+    TileConfig's defaults (256 / 32 / 4)."""
     from deblurtool.inference import Deblurrer  # heavy (torch): only when a command actually runs
 
     given = {"tile_size": tile_size, "tile_overlap": tile_overlap, "batch_size": batch_size}
@@ -80,6 +81,7 @@ def load_model(
     runtime = RuntimeConfig(device=device, precision=precision)
     with naming_the_file(weights, "the model could not be loaded, nothing was written"):
         model = Deblurrer.from_weights(weights, tile=tile, runtime=runtime)
+    print_model(model, weights, tile_given=bool(given))
     return model
 
 
@@ -138,29 +140,6 @@ def print_model(model: Any, weights: Path | None, *, tile_given: bool = True) ->
         stdout.print(f"note: {note}", markup=False, soft_wrap=True)
 
 
-def load_and_describe(
-    weights: Path | None,
-    *,
-    device: str,
-    precision: str,
-    tile_size: int | None,
-    tile_overlap: int | None,
-    batch_size: int | None,
-) -> Any:
-    """``load_model`` for a command, then the one line saying what will run (and any notes)."""
-    model = load_model(
-        weights,
-        device=device,
-        precision=precision,
-        tile_size=tile_size,
-        tile_overlap=tile_overlap,
-        batch_size=batch_size,
-    )
-    tile_given = any(v is not None for v in (tile_size, tile_overlap, batch_size))
-    print_model(model, weights, tile_given=tile_given)
-    return model
-
-
 @handle_errors
 def video(
     src: Annotated[
@@ -203,7 +182,7 @@ def video(
 
     encode = EncodeConfig(codec=codec, crf=crf, pix_fmt=pix_fmt)
     check_video_paths(src, dst, overwrite)  # refuse before spending seconds on loading the model
-    model = load_and_describe(
+    model = load_model(
         weights,
         device=device,
         precision=precision,
