@@ -23,7 +23,6 @@ import resource
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -39,7 +38,7 @@ from torch import nn
 
 from deblurtool.config import RuntimeConfig, TileConfig
 from deblurtool.errors import DeblurError, OutputError, WeightsError
-from deblurtool.fsutil import publish
+from deblurtool.fsutil import create_temp
 from deblurtool.metrics import psnr, ssim
 from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
 from deblurtool.pairs import Pair, read_pair
@@ -438,11 +437,11 @@ def _atomic_write(path: Path, data: bytes, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise OutputError("already exists (pass --overwrite to replace it)", path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        publish(tmp, path)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

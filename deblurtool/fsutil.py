@@ -1,23 +1,22 @@
-"""Small file-system helpers shared by the writers of finished files."""
+"""Temporary files for writers of finished files: created beside the final name, renamed when complete."""
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 
-def new_file_mode() -> int:
-    """The permission bits an ordinary new file gets here (0o666 less the umask).
+def create_temp(final: Path) -> tuple[int, Path]:
+    """Open a new hidden temporary file beside ``final`` (O_EXCL, a random name): ``(fd, path)``.
 
-    ``tempfile.mkstemp`` creates its files 0o600 for safety; a finished output renamed from one would stay
-    readable by its owner only, unlike every other file the user makes, so writers apply this before renaming.
+    Unlike ``tempfile.mkstemp`` (always 0o600) the file gets the mode any new file gets here (0o666 less the
+    umask, applied by the kernel), so the finished output renamed from it is as readable as the user's other
+    files; nothing touches the process-wide umask, which other threads may be creating files under.
     """
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def publish(tmp: Path | str, final: Path | str) -> None:
-    """Give a complete temporary file ordinary permissions and rename it to its final name (atomic)."""
-    os.chmod(tmp, new_file_mode())
-    os.replace(tmp, final)
+    while True:
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue

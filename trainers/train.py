@@ -813,8 +813,13 @@ def train(cfg: TrainConfig, given: Collection[str] | None = None) -> TrainResult
     return Trainer(cfg, given).run()
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainers.train", description=__doc__.split("\n\n")[0])
+def _parser(*, defaults: bool = True) -> argparse.ArgumentParser:
+    """The module's CLI; ``defaults=False`` leaves options not on the command line out of the namespace."""
+    parser = argparse.ArgumentParser(
+        prog="python -m trainers.train",
+        description=__doc__.split("\n\n")[0],
+        argument_default=None if defaults else argparse.SUPPRESS,
+    )
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
         flag, help_text = f"--{f.name.replace('_', '-')}", f.metadata["help"]
@@ -823,14 +828,15 @@ def _parser() -> argparse.ArgumentParser:
         elif hints[f.name] is bool:
             parser.add_argument(flag, action="store_true", help=help_text)
         elif f.name == "eval_extra":
-            parser.add_argument(flag, action="append", default=[], help=help_text + " Repeatable.")
+            extra = {"default": []} if defaults else {}
+            parser.add_argument(flag, action="append", help=help_text + " Repeatable.", **extra)
         else:
             required = f.default is MISSING
             parser.add_argument(
                 flag,
                 type=hints[f.name],
                 required=required,
-                default=None if required else f.default,
+                **({"default": None if required else f.default} if defaults else {}),
                 help=f"{help_text} (default: %(default)s)",
             )
     return parser
@@ -838,11 +844,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m trainers.train DATA --out RUN [options]`` (and ``torchrun ... -m trainers.train``)."""
-    parser = _parser()
-    args = vars(parser.parse_args(argv))
-    for action in parser._actions:  # a second pass without defaults tells which options were spelled out
-        action.default = argparse.SUPPRESS
-    given = set(vars(parser.parse_args(argv)))
+    args = vars(_parser().parse_args(argv))
+    given = set(vars(_parser(defaults=False).parse_args(argv)))  # the options spelled out
     try:
         result = train(TrainConfig(**args), given)
     except DeblurError as e:

@@ -23,15 +23,14 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from deblurtool.errors import WeightsError
-from deblurtool.fsutil import publish
+from deblurtool.fsutil import create_temp
 from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
 
 FORMAT = "deblurtool-generator"
@@ -138,13 +137,13 @@ def save_generator(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    data = save(tensors, metadata=metadata)  # in memory (tens of MB): written through our own temp file
+    fd, tmp = create_temp(path)
     try:
-        save_file(tensors, tmp, metadata=metadata)
-        digest = file_sha256(tmp)
-        publish(tmp, path)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        digest = hashlib.sha256(data).hexdigest()
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
