@@ -129,6 +129,34 @@ def test_crops_are_aligned_in_range_and_deterministic(tmp_path: Path) -> None:
     assert torch.equal(ds[2][1], again[2][1])
 
 
+def test_crop_tries_prefers_textured_crops_and_stays_aligned(tmp_path: Path) -> None:
+    """A frame that is flat but for one textured 32-pixel square: best-of-16 crops hold far more of the
+    texture than plain crops; blur = 255 - sharp stays exactly aligned; the choice is deterministic."""
+    rng = np.random.default_rng(8)
+    sharp = np.full((128, 128, 3), 120, np.uint8)
+    sharp[80:112, 16:48] = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    write_pair(tmp_path / "tex", "a", sharp, 255 - sharp)
+    pairs = split_pairs(tmp_path / "tex", "train").pairs
+
+    def textured_share(tries: int) -> float:  # mean share of textured pixels in the crops
+        ds = PairDataset(pairs, size=32, seed=3, crop_tries=tries)
+        hits = 0
+        for epoch in range(40):
+            ds.set_epoch(epoch)
+            blur, crop = ds[0]
+            torch.testing.assert_close(blur, -crop, rtol=0, atol=1e-6)
+            flat = torch.isclose(crop, torch.full_like(crop, 120 / 127.5 - 1)).all(dim=0)
+            hits += 1 - float(flat.float().mean())
+        return hits / 40
+
+    plain, best = textured_share(1), textured_share(16)
+    assert plain < 0.25 and best > 0.45, (plain, best)  # measured: 0.12 and 0.59
+    a, b = (PairDataset(pairs, size=32, seed=3, crop_tries=4) for _ in range(2))
+    assert torch.equal(a[0][1], b[0][1])
+    with pytest.raises(InputError, match="at least 1"):
+        PairDataset(pairs, size=32, crop_tries=0)
+
+
 def test_resize_protocol_and_centre_crop(tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     sharp, blur = smooth_pair(rng, (40, 72))

@@ -158,6 +158,8 @@ def test_config_validation() -> None:
         TrainConfig(data="d", out="o", pixel_loss="l1")
     with pytest.raises(Exception, match="multiple of 4"):
         TrainConfig(data="d", out="o", crop=30)
+    with pytest.raises(Exception, match="--crop-tries must be at least 1"):
+        TrainConfig(data="d", out="o", crop_tries=0)
     cfg = TrainConfig(data="d", out="o", eval_extra=("x",))
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
@@ -272,3 +274,18 @@ def test_scaled_step_path_matches_unscaled(gopro: Path, tmp_path: Path) -> None:
             torch.testing.assert_close(states[1][name], a, rtol=1e-4, atol=1e-6)
             moved += 1
     assert moved > 10
+
+
+def test_time_train_step_script_times_the_real_step(capsys: pytest.CaptureFixture[str]) -> None:
+    """scripts/time_train_step.py (the README's step times) runs a tiny recipe, VGG and critic included."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "scripts" / "time_train_step.py"
+    spec = importlib.util.spec_from_file_location("time_train_step", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tiny = ["--crop", "32", "--ngf", "8", "--n-blocks", "1", "--critic-ndf", "8", "--critic-steps", "1"]
+    assert module.main([*tiny, "--steps", "2", "--warmup", "1", "--workers", "0", "--precision", "fp32"]) == 0
+    out = capsys.readouterr().out
+    assert "cpu float32" in out and "batch 1 of 32x32" in out and "over 2 steps after 1 warm-up" in out

@@ -103,6 +103,7 @@ class TrainConfig:
     out: str = _opt(MISSING, "Run folder: metrics.csv, plots, best/last.safetensors, checkpoints/.")
     blur: str = _opt("linear", "GoPro blur variant: linear (blur/) or gamma (blur_gamma/).")
     crop: int = _opt(256, "Aligned random crops of this size at full resolution (the default protocol).")
+    crop_tries: int = _opt(1, "Each crop is the most textured of N random candidates; 1: plain random crops.")
     resize: int = _opt(0, "Instead of crops, resize whole frames to this size (the report's protocol, 256).")
     epochs: int = _opt(200, "Epochs; the learning rate decays linearly to 0 over the second half.")
     steps_per_epoch: int = _opt(0, "Cap on steps (batches) per epoch; 0: the whole training split.")
@@ -145,7 +146,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.eval_extra = tuple(str(p) for p in self.eval_extra)
-        positive = ("epochs", "batch_size", "critic_steps", "ngf", "critic_ndf", "log_every")
+        positive = ("epochs", "batch_size", "crop_tries", "critic_steps", "ngf", "critic_ndf", "log_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise DeblurError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -313,7 +314,11 @@ class Trainer:
         self.train_split = split_pairs(Path(cfg.data), "train", blur=cfg.blur)
         check_pairs(self.train_split.pairs, min_size=0 if cfg.resize else cfg.crop)
         self.dataset = PairDataset(
-            self.train_split.pairs, protocol=cfg.protocol, size=cfg.size, seed=cfg.seed
+            self.train_split.pairs,
+            protocol=cfg.protocol,
+            size=cfg.size,
+            seed=cfg.seed,
+            crop_tries=cfg.crop_tries,
         )
         self.sampler = ResumableSampler(self.dataset, num_replicas=self.world, rank=self.rank, seed=cfg.seed)
         self.steps_per_epoch = self.sampler.num_samples // cfg.batch_size

@@ -43,6 +43,16 @@ def train(
             "resolution, with random flips (the default protocol).",
         ),
     ] = 256,
+    crop_tries: Annotated[
+        int,
+        _o(
+            "--crop-tries",
+            panel=_DATA,
+            min=1,
+            help="Take each training crop as the most textured (mean gradient of the sharp crop) of N "
+            "random candidates: photo collections hold more flat sky than GoPro footage; 1: plain crops.",
+        ),
+    ] = 1,
     resize: Annotated[
         int,
         _o(
@@ -224,8 +234,8 @@ def train(
     from trainers.train import train as run_training
 
     cfg = TrainConfig(
-        data=str(data), out=str(out), blur=blur, crop=crop, resize=resize, epochs=epochs,
-        steps_per_epoch=steps_per_epoch, batch_size=batch_size, workers=workers, lr=lr,
+        data=str(data), out=str(out), blur=blur, crop=crop, crop_tries=crop_tries, resize=resize,
+        epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, workers=workers, lr=lr,
         critic_steps=critic_steps, gan=gan, gp_weight=gp_weight, clip_value=clip_value, adv_weight=adv_weight,
         perceptual_weight=perceptual_weight, perceptual_layers=perceptual_layers, vgg_weights=vgg_weights,
         pixel_loss=pixel_loss, pixel_weight=pixel_weight, ngf=ngf, n_blocks=n_blocks, critic_ndf=critic_ndf,
