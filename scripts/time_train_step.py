@@ -9,7 +9,7 @@ random weights, written to the temporary folder: the time of a convolution does 
 ImageNet's VGG16 cannot be downloaded everywhere. Examples::
 
     python scripts/time_train_step.py --crop 128 --batch-size 4 --pixel-loss l1 --pixel-weight 100 \\
-        --adv-weight 0 --perceptual-weight 0 --workers 0           # the shipped model's last stage
+        --adv-weight 0 --perceptual-weight 0 --workers 0           # L1 only (the card's stages B, C)
     python scripts/time_train_step.py --workers 0                  # the report's recipe (WGAN-GP, VGG16)
 """
 
@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 
+from deblurtool.errors import DeblurError
 from trainers.train import TrainConfig, Trainer, _parser
 
 
@@ -47,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         data, out = Path(tmp) / "pairs", Path(tmp) / "run"
         batches = args.warmup + args.steps
         trainer_args = vars(_parser().parse_args([str(data), "--out", str(out), *rest]))
-        cfg = TrainConfig(**trainer_args)
+        try:
+            cfg = TrainConfig(**trainer_args)
+        except DeblurError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return e.exit_code
         write_random_pairs(data, max(8, cfg.batch_size * batches))
         if cfg.perceptual_weight > 0 and cfg.vgg_weights == "imagenet":
             import torchvision
