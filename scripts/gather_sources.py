@@ -342,11 +342,15 @@ def gather(out: Path, work: Path) -> list[dict[str, str]]:
             src = root / pick.path
             dst = folder / flat_name(pick)
             tmp = dst.with_name(f".{dst.name}.tmp")
-            if pick.decode:
-                DECODERS[pick.decode](src, tmp)
-            else:
-                shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            try:
+                if pick.decode:
+                    DECODERS[pick.decode](src, tmp)
+                else:
+                    shutil.copyfile(src, tmp)
+                os.replace(tmp, dst)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             rows.append(
                 {
                     "file": str(dst.relative_to(out)),
@@ -371,6 +375,11 @@ def downloaded_bytes(work: Path) -> int:
 
 def markdown(rows: list[dict[str, str]], downloaded: int | None = None, seconds: float | None = None) -> str:
     n_vid = sum(r["kind"] == "video" for r in rows)
+    measured = ""
+    if downloaded is not None and seconds is not None:
+        measured = (
+            f" (the run that wrote this list downloaded {downloaded / 1e6:.0f} MB and took {seconds:.0f} s)"
+        )
     lines = [
         "# Sharp sources for synthetic training data",
         "",
@@ -394,13 +403,7 @@ def markdown(rows: list[dict[str, str]], downloaded: int | None = None, seconds:
         )
     lines += [
         "",
-        "Reproduce"
-        + (
-            f" (the run that wrote this list downloaded {downloaded / 1e6:.0f} MB and took {seconds:.0f} s)"
-            if downloaded is not None and seconds is not None
-            else ""
-        )
-        + ":",
+        f"Reproduce{measured}:",
         "",
         "```",
         "python scripts/gather_sources.py data/sources --docs docs/SOURCES.md",
@@ -418,9 +421,16 @@ def main() -> int:
     ap.add_argument("--docs", type=Path, help="also write the summary here (e.g. docs/SOURCES.md)")
     args = ap.parse_args()
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="gather_sources_") as tmp:
-        rows = gather(args.out, Path(tmp))
-        downloaded = downloaded_bytes(Path(tmp))
+    try:
+        with tempfile.TemporaryDirectory(prefix="gather_sources_") as tmp:
+            rows = gather(args.out, Path(tmp))
+            downloaded = downloaded_bytes(Path(tmp))
+    except subprocess.CalledProcessError as e:
+        print(f"error: {' '.join(map(str, e.cmd))} failed (exit {e.returncode})", file=sys.stderr)
+        return 2
+    except (OSError, ValueError, zipfile.BadZipFile, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     seconds = time.monotonic() - start
     (args.out / "manifest.json").write_text(json.dumps(rows, indent=1) + "\n")
     md = markdown(rows, downloaded, seconds)

@@ -3,10 +3,13 @@ every mode and depth, all generated inside the tests (no files shipped, nothing 
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from types import ModuleType
 
 import av
 import cv2
@@ -213,3 +216,15 @@ def random_generator(config: GeneratorConfig, seed: int = 0, scale: float = 0.3)
             elif t.is_floating_point():
                 t.copy_(torch.randn(t.shape, generator=g) * scale)
     return model.eval()
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` (not a package) as module ``name``; registered in sys.modules first, as
+    dataclasses need."""
+    path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

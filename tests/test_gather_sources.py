@@ -6,27 +6,14 @@ The downloads themselves (pip and apt) are not run here: tests stay offline.
 from __future__ import annotations
 
 import bz2
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
+from conftest import load_script
 from PIL import Image
 
-
-def _load() -> ModuleType:
-    path = Path(__file__).parents[1] / "scripts" / "gather_sources.py"
-    spec = importlib.util.spec_from_file_location("gather_sources", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-gs = _load()
+gs = load_script("gather_sources")
 
 
 def test_every_pick_has_a_pinned_package_a_licence_and_its_own_destination() -> None:

@@ -278,13 +278,9 @@ def test_scaled_step_path_matches_unscaled(gopro: Path, tmp_path: Path) -> None:
 
 def test_time_train_step_script_times_the_real_step(capsys: pytest.CaptureFixture[str]) -> None:
     """scripts/time_train_step.py (the README's step times) runs a tiny recipe, VGG and critic included."""
-    import importlib.util
+    from conftest import load_script
 
-    path = Path(__file__).parents[1] / "scripts" / "time_train_step.py"
-    spec = importlib.util.spec_from_file_location("time_train_step", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("time_train_step")
     tiny = ["--crop", "32", "--ngf", "8", "--n-blocks", "1", "--critic-ndf", "8", "--critic-steps", "1"]
     assert module.main([*tiny, "--steps", "2", "--warmup", "1", "--workers", "0", "--precision", "fp32"]) == 0
     out = capsys.readouterr().out
