@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time ``Trainer.train_step`` for a training recipe: the figures in the README's "Training" section.
 
-Takes the options of ``deblurtool train`` / ``python -m trainers.train`` (no DATA or --out: a temporary folder
+Takes the options of ``deblurtool train`` (no DATA or --out: a temporary folder
 of random 384x384 pairs stands in, loaded through the real PairDataset and DataLoader), builds the Trainer,
 runs ``--warmup`` steps, then reports the median and the mean of ``--steps`` timed steps (data loading
 excluded: batches are fetched before each timed step). With the perceptual loss on, the VGG16 trunk gets
@@ -20,14 +20,17 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+import typer
 
+from deblurtool.commands.train import parse_train_args
 from deblurtool.errors import DeblurError
-from trainers.train import TrainConfig, Trainer, _parser
+from trainers.train import Trainer
 
 
 def write_random_pairs(root: Path, count: int, size: int = 384) -> None:
@@ -47,11 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="deblurtool-time-") as tmp:
         data, out = Path(tmp) / "pairs", Path(tmp) / "run"
         batches = args.warmup + args.steps
-        trainer_args = vars(_parser().parse_args([str(data), "--out", str(out), *rest]))
         try:
-            cfg = TrainConfig(**trainer_args)
+            cfg, _ = parse_train_args([str(data), "--out", str(out), *rest])
         except DeblurError as e:
             print(f"error: {e}", file=sys.stderr)
+            return e.exit_code
+        except typer.TyperException as e:  # a usage error: the message typer would print
+            e.show()  # type: ignore[attr-defined]
+            return int(getattr(e, "exit_code", 2))
+        except typer.Exit as e:  # --help
             return e.exit_code
         write_random_pairs(data, max(8, cfg.batch_size * batches))
         if cfg.perceptual_weight > 0 and cfg.vgg_weights == "imagenet":
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             vgg = Path(tmp) / "vgg16-random.pth"
             trunk = torchvision.models.vgg16(weights=None).features.state_dict()  # the classifier is not used
             torch.save({f"features.{k}": v for k, v in trunk.items()}, vgg)
-            cfg = TrainConfig(**{**trainer_args, "vgg_weights": str(vgg)})
+            cfg = replace(cfg, vgg_weights=str(vgg))
         trainer = Trainer(cfg)
         loader = iter(trainer._loader(0))
         times = []

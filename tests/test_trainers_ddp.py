@@ -14,7 +14,7 @@ import pytest
 import torch
 from test_trainers_data import make_gopro
 
-from trainers.train import read_metrics
+from trainers.run_files import read_metrics
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
@@ -26,7 +26,8 @@ SCRIPT = textwrap.dedent(
     import torch
     import torch.distributed as dist
 
-    from trainers.train import TrainConfig, Trainer
+    from trainers.config import TrainConfig
+    from trainers.train import Trainer
 
     data, out = sys.argv[1], Path(sys.argv[2])
     dist.init_process_group("gloo")  # one group for both Trainers (each would otherwise make and end its own)
@@ -78,3 +79,30 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     for net in ("generator", "critic"):
         for name, t in states[0][net].items():
             assert torch.equal(t, states[1][net][name]), f"{net}.{name} differs between ranks"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not TORCHRUN.is_file() and shutil.which("torchrun") is None, reason="torchrun not installed"
+)
+def test_torchrun_runs_the_cli(tmp_path: Path) -> None:
+    """The README's line: `torchrun --nproc_per_node=N -m deblurtool train DATA --out RUN ...`."""
+    data = make_gopro(tmp_path / "GOPRO_Large", n_train=4, n_test=1, size=40)
+    out = tmp_path / "run"
+    torchrun = str(TORCHRUN) if TORCHRUN.is_file() else "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "deblurtool", "train", str(data), "--out",
+           str(out), "--ngf", "4", "--n-blocks", "1", "--adv-weight", "0", "--perceptual-weight", "0",
+           "--pixel-loss", "l1", "--pixel-weight", "1", "--crop", "32", "--epochs", "1", "--workers", "0",
+           "--precision", "fp32", "--device", "cpu"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail("torchrun timed out:\n" + stdout[-3000:] + stderr[-3000:])
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert "2 process(es)" in stdout and stdout.count("training on") == 1 and stdout.count("done:") == 1
+    assert [int(r["step"]) for r in read_metrics(out / "metrics.csv")] == [2]  # 4 pairs, 2 ranks, batch 1

@@ -28,6 +28,7 @@ DataLoader workers and a run resumed mid-epoch sees exactly the samples an unint
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,12 @@ from torch.utils.data import Dataset, DistributedSampler
 from deblurtool.errors import InputError
 from deblurtool.pairs import Pair, find_pairs, read_pair
 
+if typing.TYPE_CHECKING:
+    from trainers.config import TrainConfig
+
 BLUR_DIRS = {"linear": "blur", "gamma": "blur_gamma"}
 PROTOCOLS = ("crop", "resize")
+CACHE_MAX_PAIRS = 256  # decoded pairs kept in memory per process when a set is this small (720p: ~1.4 GB)
 SPLITS = ("train", "test")
 
 
@@ -118,6 +123,11 @@ class PairDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     ``augment`` turns on random crops positions and flips (training); without it crops are centred and nothing
     is flipped. Call ``set_epoch`` before each epoch so crops and flips differ between epochs.
+
+    Training-only options (crop protocol): ``scale_min`` < 1 shrinks each sample by a random factor in
+    [scale_min, 1] (area filter, crop of S/scale pixels resized to S): real blur shrunk is still real blur,
+    only shorter, so a few real pairs teach a range of blur lengths. ``dihedral`` adds a random transpose to
+    the flips (all 8 orientations: blur directions the footage did not have).
     """
 
     def __init__(
@@ -129,6 +139,8 @@ class PairDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         seed: int = 0,
         augment: bool = True,
         crop_tries: int = 1,
+        scale_min: float = 1.0,
+        dihedral: bool = False,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise InputError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -136,10 +148,17 @@ class PairDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             raise InputError(f"the training size must be a multiple of 4 and at least 16, got {size}")
         if crop_tries < 1:
             raise InputError(f"crop tries must be at least 1, got {crop_tries}")
-        self.crop_tries = crop_tries
+        if not 0.0 < scale_min <= 1.0:
+            raise InputError(f"the smallest scale must be in (0, 1], got {scale_min}")
+        self.crop_tries, self.scale_min, self.dihedral = crop_tries, scale_min, dihedral
         self.pairs = list(pairs)
         self.protocol, self.size, self.seed, self.augment = protocol, size, seed, augment
         self.epoch = 0
+        # Small sets (a few real pairs sampled thousands of times) are decoded once per process: a 720p PNG
+        # pair costs tens of milliseconds, a sizeable part of a CPU training step.
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = (
+            {} if len(self.pairs) <= CACHE_MAX_PAIRS else None
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -147,10 +166,25 @@ class PairDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def _read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._cache is None:
+            return read_pair(self.pairs[index])
+        if index not in self._cache:
+            self._cache[index] = read_pair(self.pairs[index])
+        return self._cache[index]
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.sample(index, np.random.default_rng((self.seed, self.epoch, index)))
+
+    def sample(
+        self, index: int, rng: np.random.Generator, *, identity: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pair ``index`` with the random choices drawn from ``rng``; ``identity`` returns (sharp, sharp)
+        (a sharp input the model must leave alone)."""
         pair = self.pairs[index]
-        blur_u8, sharp_u8 = read_pair(pair)
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+        blur_u8, sharp_u8 = self._read(index)
+        if identity:
+            blur_u8 = sharp_u8
         s = self.size
         if self.protocol == "resize":
             blur_u8 = cv2.resize(blur_u8, (s, s), interpolation=cv2.INTER_AREA)
@@ -159,23 +193,31 @@ class PairDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             h, w = blur_u8.shape[:2]
             if min(h, w) < s:
                 raise InputError(f"image is {w}x{h}, smaller than the {s}-pixel training crop", pair.blur)
+            scale = 1.0
+            if self.augment and self.scale_min < 1.0:
+                scale = max(float(rng.uniform(self.scale_min, 1.0)), s / min(h, w))
+            src = s if scale == 1.0 else min(h, w, round(s / scale))
             if self.augment:
-                top, left = self._crop_position(sharp_u8, rng)
+                top, left = self._crop_position(sharp_u8, rng, src)
             else:
-                top, left = (h - s) // 2, (w - s) // 2
-            blur_u8 = blur_u8[top : top + s, left : left + s]
-            sharp_u8 = sharp_u8[top : top + s, left : left + s]
+                top, left = (h - src) // 2, (w - src) // 2
+            blur_u8 = blur_u8[top : top + src, left : left + src]
+            sharp_u8 = sharp_u8[top : top + src, left : left + src]
+            if src != s:
+                blur_u8 = cv2.resize(blur_u8, (s, s), interpolation=cv2.INTER_AREA)
+                sharp_u8 = cv2.resize(sharp_u8, (s, s), interpolation=cv2.INTER_AREA)
         if self.augment:
             if rng.random() < 0.5:
                 blur_u8, sharp_u8 = blur_u8[:, ::-1], sharp_u8[:, ::-1]
             if rng.random() < 0.5:
                 blur_u8, sharp_u8 = blur_u8[::-1], sharp_u8[::-1]
+            if self.dihedral and rng.random() < 0.5:
+                blur_u8, sharp_u8 = blur_u8.transpose(1, 0, 2), sharp_u8.transpose(1, 0, 2)
         return u8_to_pm1(blur_u8), u8_to_pm1(sharp_u8)
 
-    def _crop_position(self, sharp_u8: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
-        """Top-left corner of a random crop: the most textured of ``crop_tries`` candidates."""
+    def _crop_position(self, sharp_u8: np.ndarray, rng: np.random.Generator, s: int) -> tuple[int, int]:
+        """Top-left corner of a random sxs crop: the most textured of ``crop_tries`` candidates."""
         h, w = sharp_u8.shape[:2]
-        s = self.size
         tops = rng.integers(0, h - s + 1, size=self.crop_tries)
         lefts = rng.integers(0, w - s + 1, size=self.crop_tries)
         if self.crop_tries == 1:
@@ -184,6 +226,108 @@ class PairDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         scores = [_texture(sharp_u8[t : t + s, x : x + s]) for t, x in zip(tops, lefts, strict=True)]
         best = int(np.argmax(scores))
         return int(tops[best]), int(lefts[best])
+
+
+class MixedDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """A virtual epoch of ``length`` samples drawn with replacement from several pair sets.
+
+    Sample ``i`` of an epoch draws, from a generator seeded by ``(seed, epoch, i)``: a source with probability
+    proportional to ``weights``, a pair of it uniformly, and with probability ``sharp_share`` turns it into a
+    (sharp, sharp) pair: the model sees sharp input and must return it unchanged. So a small real set and a
+    large synthetic one feed every batch in the chosen proportion, an epoch can be longer than one pass over a
+    small set, and (as for ``PairDataset``) a sample does not depend on loader workers or on resuming.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[PairDataset],
+        weights: Sequence[float],
+        *,
+        length: int,
+        sharp_share: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        if not sources or len(sources) != len(weights):
+            raise InputError(f"{len(weights)} mix weight(s) for {len(sources)} data root(s)")
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise InputError(f"mix weights must be >= 0 with a positive sum, got {list(weights)}")
+        if not 0.0 <= sharp_share < 1.0:
+            raise InputError(f"the sharp share must be in [0, 1), got {sharp_share}")
+        if any(len(s) == 0 for s in sources):
+            raise InputError("a data root of the mix holds no pairs")
+        total = float(sum(weights))
+        self.sources = list(sources)
+        self.probs = np.array([w / total for w in weights], dtype=np.float64)
+        self.length, self.sharp_share, self.seed = length, sharp_share, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        for s in self.sources:
+            s.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def pick(self, index: int) -> tuple[int, int, bool, np.random.Generator]:
+        """``(source, pair, identity, rng)`` of sample ``index`` this epoch; the rng then drives the crop."""
+        rng = np.random.default_rng((self.seed, self.epoch, index, 1))
+        k = int(rng.choice(len(self.sources), p=self.probs))
+        j = int(rng.integers(len(self.sources[k])))
+        identity = bool(rng.random() < self.sharp_share)
+        return k, j, identity, rng
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k, j, identity, rng = self.pick(index)
+        return self.sources[k].sample(j, rng, identity=identity)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """What the trainer samples from: one ``PairDataset`` (one pass per epoch) or a ``MixedDataset``."""
+
+    dataset: PairDataset | MixedDataset
+    n_pairs: int
+    description: str
+
+
+def build_training_set(cfg: TrainConfig, *, world: int = 1) -> TrainingSet:
+    """The training split of every root in ``cfg.data``, checked before training starts.
+
+    One root without ``mix``, ``sharp_share`` or an epoch longer than one pass keeps the plain epoch (each
+    pair once, in an order seeded per epoch); anything else samples with replacement through ``MixedDataset``,
+    ``steps_per_epoch`` batches an epoch (0: as many as one pass over all pairs).
+    """
+    splits = [split_pairs(Path(d), "train", blur=cfg.blur) for d in cfg.data]
+    datasets = []
+    for split in splits:
+        check_pairs(split.pairs, min_size=0 if cfg.resize else cfg.crop)
+        datasets.append(
+            PairDataset(
+                split.pairs,
+                protocol=cfg.protocol,
+                size=cfg.size,
+                seed=cfg.seed,
+                crop_tries=cfg.crop_tries,
+                scale_min=cfg.scale_min,
+                dihedral=cfg.dihedral,
+            )
+        )
+    n_pairs = sum(len(d) for d in datasets)
+    one_pass = n_pairs // (cfg.batch_size * world)
+    weights = cfg.mix or tuple(float(len(d)) for d in datasets)
+    description = " + ".join(
+        s.description + (f" x{w:g}" if cfg.mix else "") for s, w in zip(splits, weights, strict=True)
+    )
+    if cfg.sharp_share:
+        description += f", {cfg.sharp_share:.0%} sharp->sharp"
+    if len(datasets) == 1 and not cfg.sharp_share and cfg.steps_per_epoch <= one_pass:
+        return TrainingSet(datasets[0], n_pairs, description)
+    steps = cfg.steps_per_epoch or one_pass
+    mixed = MixedDataset(
+        datasets, weights, length=steps * cfg.batch_size * world, sharp_share=cfg.sharp_share, seed=cfg.seed
+    )
+    return TrainingSet(mixed, n_pairs, description)
 
 
 def _texture(rgb_u8: np.ndarray) -> float:

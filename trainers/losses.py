@@ -39,7 +39,8 @@ def _index_vgg16() -> None:
 _index_vgg16()
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PIXEL_LOSSES = ("none", "l1", "mse")
+PIXEL_LOSSES = ("none", "l1", "mse", "charbonnier")
+CHARBONNIER_EPS = 1e-3
 
 
 def critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
@@ -88,14 +89,29 @@ def clip_weights(critic: nn.Module, value: float) -> None:
 
 
 def pixel_loss(kind: str, out_pm1: torch.Tensor, target_pm1: torch.Tensor) -> torch.Tensor:
-    """``l1`` or ``mse`` between output and target in [-1, 1] (fp32); ``none`` gives 0."""
+    """``l1``, ``mse`` or ``charbonnier`` (sqrt(d^2 + eps^2), eps 1e-3: L1 with a smooth minimum) between
+    output and target in [-1, 1] (fp32); ``none`` gives 0."""
+    out, target = out_pm1.float(), target_pm1.float()
     if kind == "l1":
-        return F.l1_loss(out_pm1.float(), target_pm1.float())
+        return F.l1_loss(out, target)
     if kind == "mse":
-        return F.mse_loss(out_pm1.float(), target_pm1.float())
+        return F.mse_loss(out, target)
+    if kind == "charbonnier":
+        return torch.sqrt((out - target).square() + CHARBONNIER_EPS**2).mean()
     if kind == "none":
         return out_pm1.new_zeros((), dtype=torch.float32)
     raise ValueError(f"pixel loss must be one of {PIXEL_LOSSES}, got {kind!r}")
+
+
+def frequency_loss(out_pm1: torch.Tensor, target_pm1: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of the 2-D spectra (real and imaginary parts), in fp32.
+
+    The spectrum uses the orthonormal FFT, so the term is on the scale of a per-pixel L1 whatever the crop
+    size. Blur removes high frequencies, whose energy is small: a pixel loss barely notices them missing,
+    while here every frequency weighs the same (MIMO-UNet's auxiliary frequency loss, Cho et al., ICCV 2021).
+    """
+    diff = torch.fft.rfft2(out_pm1.float() - target_pm1.float(), norm="ortho")
+    return torch.view_as_real(diff).abs().mean()
 
 
 def _vgg_state_dict(source: str | Path) -> dict[str, torch.Tensor]:

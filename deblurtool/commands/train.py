@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from deblurtool.commands.common import Device, Overwrite, Precision, handle_errors
+
+if TYPE_CHECKING:
+    from trainers.config import TrainConfig
 
 _DATA, _LOSS, _OPT, _MODEL, _EVAL, _RUN = "Data", "Losses", "Optimisation", "Model", "Evaluation", "Run"
 
@@ -19,7 +23,14 @@ def _o(*names: str, panel: str, help: str, **kw: object) -> object:
 @handle_errors
 def train(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Argument(help="Training data root (see above).", file_okay=False)],
+    data: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Training data root(s) (see above); the first root's test split is scored.",
+            file_okay=False,
+            metavar="DATA",
+        ),
+    ],
     out: Annotated[
         Path,
         _o(
@@ -69,9 +80,45 @@ def train(
             "--steps-per-epoch",
             panel=_DATA,
             min=0,
-            help="Cap steps (batches) per epoch; 0: the whole training split.",
+            help="Steps (batches) per epoch; 0: one pass over the pairs. More than one pass (or --mix, "
+            "--sharp-share) samples with replacement.",
         ),
     ] = 0,
+    mix: Annotated[
+        str,
+        _o(
+            "--mix",
+            panel=_DATA,
+            help="Sampling weights of the DATA roots, comma-separated in their order (e.g. 0.5,0.3,0.2): "
+            "each sample comes from root k with probability w_k/sum(w). Empty: proportional to their sizes.",
+        ),
+    ] = "",
+    sharp_share: Annotated[
+        float,
+        _o(
+            "--sharp-share",
+            panel=_DATA,
+            min=0.0,
+            max=0.99,
+            help="Share of samples whose input is the sharp frame itself: teaches the model to leave sharp "
+            "footage alone.",
+        ),
+    ] = 0.0,
+    scale_min: Annotated[
+        float,
+        _o(
+            "--scale-min",
+            panel=_DATA,
+            min=0.05,
+            max=1.0,
+            help="Shrink each training sample by a random factor in [S, 1] (area filter): real blur, "
+            "shorter. 1: no scaling.",
+        ),
+    ] = 1.0,
+    dihedral: Annotated[
+        bool,
+        _o("--dihedral", panel=_DATA, help="Random transposes besides the flips (all 8 orientations)."),
+    ] = False,
     batch_size: Annotated[int, _o("--batch-size", panel=_DATA, min=1, help="Training pairs per step.")] = 1,
     workers: Annotated[int, _o("--workers", panel=_DATA, min=0, help="DataLoader worker processes.")] = 2,
     gan: Annotated[
@@ -120,11 +167,21 @@ def train(
         _o(
             "--pixel-loss",
             panel=_LOSS,
-            help="Pixel loss: none, l1 or mse (not in the report; helps short CPU runs).",
+            help="Pixel loss: none, l1, mse or charbonnier (not in the report; helps short CPU runs).",
         ),
     ] = "none",
     pixel_weight: Annotated[
         float, _o("--pixel-weight", panel=_LOSS, min=0.0, help="Pixel loss weight.")
+    ] = 0.0,
+    freq_weight: Annotated[
+        float,
+        _o(
+            "--freq-weight",
+            panel=_LOSS,
+            min=0.0,
+            help="Frequency loss weight: L1 between the orthonormal 2-D FFTs of output and target "
+            "(MIMO-UNet's auxiliary loss); on the scale of a per-pixel L1.",
+        ),
     ] = 0.0,
     epochs: Annotated[
         int,
@@ -183,6 +240,34 @@ def train(
             help="Extra pairs folder scored each epoch (extra_psnr/ssim); never picks the best. Repeatable.",
         ),
     ] = None,
+    sharp_check: Annotated[
+        int,
+        _o(
+            "--sharp-check",
+            panel=_EVAL,
+            min=0,
+            help="Each epoch, feed N sharp frames (test split, then extras) as input and report how far "
+            "the output moves from them (sharp_min_psnr, sharp_mean_psnr).",
+        ),
+    ] = 0,
+    sharp_floor: Annotated[
+        float,
+        _o(
+            "--sharp-floor",
+            panel=_EVAL,
+            help="With --sharp-check, only an epoch leaving every sharp frame at least this many dB PSNR "
+            "from itself can be the best.",
+        ),
+    ] = 40.0,
+    select: Annotated[
+        str,
+        _o(
+            "--select",
+            panel=_EVAL,
+            help="Best epoch by: test (PSNR on the first root's test split) or test+extra (the mean of "
+            "the gains over the blurry input on the test split and on the --eval-extra pairs).",
+        ),
+    ] = "test",
     device: Device = "auto",
     precision: Precision = "auto",
     log_every: Annotated[
@@ -228,32 +313,58 @@ def train(
     Every epoch the generator is scored on the test split through the same tiling users run (full-frame
     PSNR/SSIM); RUN gets metrics.csv, loss/psnr/ssim plots, last.safetensors and best.safetensors (use with
     [bold]deblurtool folder --weights[/]) and checkpoints/last.pt for --resume. Runs under
-    [bold]torchrun --nproc_per_node=N -m trainers.train[/] too (same options).
+    [bold]torchrun --nproc_per_node=N -m deblurtool train ...[/] too (same options).
     """
-    from trainers.train import TrainConfig
     from trainers.train import train as run_training
 
-    cfg = TrainConfig(
-        data=str(data), out=str(out), blur=blur, crop=crop, crop_tries=crop_tries, resize=resize,
-        epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, workers=workers, lr=lr,
-        critic_steps=critic_steps, gan=gan, gp_weight=gp_weight, clip_value=clip_value, adv_weight=adv_weight,
-        perceptual_weight=perceptual_weight, perceptual_layers=perceptual_layers, vgg_weights=vgg_weights,
-        pixel_loss=pixel_loss, pixel_weight=pixel_weight, ngf=ngf, n_blocks=n_blocks, critic_ndf=critic_ndf,
-        critic_norm=critic_norm, init_weights=str(init_weights) if init_weights else "", precision=precision,
-        device=device, seed=seed, eval_limit=eval_limit, eval_extra=tuple(str(p) for p in eval_extra or ()),
-        log_every=log_every, checkpoint_every=checkpoint_every, stop_at_step=stop_at_step, resume=resume,
-        overwrite=overwrite,
-    )  # fmt: skip
-    # Options left at their defaults are not "given": on --resume they keep the checkpoint's values.
-    # (Compared by name: typer vendors click, and its ParameterSource enum is not public API.)
-    given = {
-        name
-        for name in ctx.params
-        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
-    }
+    cfg, given = config_from_context(ctx)
     result = run_training(cfg, given)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun the summary is rank 0's, like every other line of the run
     state = "stopped early" if result.stopped_early else "done"
     typer.echo(
         f"{state}: {result.epochs_done} epochs, step {result.global_step}; best epoch {result.best_epoch} "
         f"(PSNR {result.best_psnr:.3f} dB, SSIM {result.best_ssim:.4f}) -> {result.out / 'best.safetensors'}"
     )
+
+
+def config_from_context(ctx: typer.Context) -> tuple[TrainConfig, set[str]]:
+    """The TrainConfig of a parsed ``train`` command line, and the names of the options spelled out on it.
+
+    Option names are TrainConfig's field names, so the values map one to one (paths become strings, lists
+    tuples). Options left at their defaults are not "given": on --resume they keep the checkpoint's values.
+    """
+    from trainers.config import TrainConfig
+
+    values: dict[str, object] = {}
+    for name, value in ctx.params.items():
+        if name == "mix":
+            try:
+                value = tuple(float(w) for w in str(value).split(",")) if str(value).strip() else ()
+            except ValueError:
+                raise typer.BadParameter(
+                    f"expected comma-separated numbers, got {value!r}", ctx, param_hint="--mix"
+                ) from None
+        elif isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, list | tuple):
+            value = tuple(str(v) for v in value)
+        elif value is None:
+            value = ""  # --init-weights left out
+        values[name] = value
+    # Compared by name: typer vendors click, and its ParameterSource enum is not public API.
+    given = {
+        name
+        for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    }
+    return TrainConfig(**values), given  # type: ignore[arg-type]
+
+
+def parse_train_args(argv: list[str]) -> tuple[TrainConfig, set[str]]:
+    """``config_from_context`` for an argument list (``DATA... --out RUN [options]``), without running."""
+    app = typer.Typer()
+    app.command()(train)
+    command = typer.main.get_command(app)
+    with command.make_context("train", list(argv)) as ctx:
+        return config_from_context(ctx)

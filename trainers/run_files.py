@@ -1,0 +1,102 @@
+"""What a run leaves in its folder besides checkpoints: config.json, metrics.csv, the curves, the exports.
+
+    RUN/config.json          the resolved TrainConfig
+    RUN/metrics.csv          one row per epoch (losses, lr, PSNR/SSIM, the blurry input's own scores, extras,
+                             the sharp-input check, the selection score)
+    RUN/{loss,psnr,ssim}.png curves per epoch
+    RUN/last.safetensors     generator after the latest epoch   } ``deblurtool folder --weights FILE``
+    RUN/best.safetensors     best epoch by the --select score   }
+
+Every file is written to a temporary name beside it and renamed (only rank 0 writes).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from torch import nn
+
+from deblurtool.fsutil import create_temp
+
+METRIC_COLUMNS = (
+    "epoch", "step", "wall_s", "lr", "g_loss", "g_adv", "g_perceptual", "g_pixel", "g_freq", "d_loss",
+    "w_dist", "psnr", "ssim", "input_psnr", "input_ssim", "extra_psnr", "extra_ssim", "extra_input_psnr",
+    "extra_input_ssim", "sharp_min_psnr", "sharp_mean_psnr", "select_score",
+)  # fmt: skip
+RUN_OUTPUTS = ("metrics.csv", "best.safetensors", "last.safetensors", "checkpoints", "config.json")
+
+
+def _write_text(path: Path, text: str) -> None:
+    fd, tmp = create_temp(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_config(out: Path, config: Mapping[str, object]) -> None:
+    _write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    """Rows of a run's metrics.csv ([] if there is none yet)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def write_metrics(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(METRIC_COLUMNS))
+    writer.writeheader()
+    writer.writerows([{k: row.get(k, "") for k in METRIC_COLUMNS} for row in rows])
+    _write_text(path, buf.getvalue())
+
+
+def append_metrics(path: Path, row: Mapping[str, object]) -> list[dict[str, str]]:
+    """Add ``row`` to metrics.csv; returns all rows (as read back, strings)."""
+    rows: list[Mapping[str, object]] = [*read_metrics(path), row]
+    write_metrics(path, rows)
+    return read_metrics(path)
+
+
+def drop_unfinished_epochs(path: Path, epochs_done: int) -> None:
+    """On resume: rows of epochs the checkpoint has not finished are redone, so they go."""
+    write_metrics(path, [r for r in read_metrics(path) if int(r["epoch"]) <= epochs_done])
+
+
+def export_generator(generator: nn.Module, out: Path, meta: Mapping[str, str], *, best: bool) -> None:
+    """``last.safetensors`` (and ``best.safetensors`` when ``best``) with the run's metadata."""
+    from deblurtool.models.weights import save_generator
+
+    save_generator(generator, out / "last.safetensors", extra=dict(meta))
+    if best:
+        save_generator(generator, out / "best.safetensors", extra=dict(meta))
+
+
+def plot_curves(out: Path, rows: Sequence[Mapping[str, str]]) -> None:
+    """loss.png, psnr.png, ssim.png from the metrics rows (extra pairs' curves when the run has them)."""
+    from trainers.plots import save_line_plot
+
+    epochs = [float(r["epoch"]) for r in rows]
+
+    def col(name: str) -> list[float]:
+        return [float(r[name]) if r.get(name) not in (None, "") else float("nan") for r in rows]
+
+    save_line_plot(
+        out / "loss.png", {"g_loss": (epochs, col("g_loss"))}, title="generator loss", xlabel="epoch"
+    )
+    for metric in ("psnr", "ssim"):
+        series = {metric: (epochs, col(metric)), "input": (epochs, col(f"input_{metric}"))}
+        if any(r.get(f"extra_{metric}") for r in rows):
+            series[f"extra_{metric}"] = (epochs, col(f"extra_{metric}"))
+        save_line_plot(out / f"{metric}.png", series, title=f"test {metric.upper()}", xlabel="epoch")
