@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from deblurtool.commands.synth import synth
 from deblurtool.errors import InputError, OutputError
-from deblurtool.synth import SynthParams, content_rescale, make_dataset, synthesize
+from trainers.synth import SynthParams, content_rescale, make_dataset, synthesize
 
 CLEAN = SynthParams(size=128, noise_max=0.0, jpeg_prob=0.0)
 LINEAR_PAN = replace(CLEAN, n_min=9, n_max=9, curvature=0.0, shake=0.0, rotation=0.0, zoom=0.0)
@@ -118,7 +118,7 @@ def test_same_seed_same_pair_other_seed_other_pair() -> None:
 
 def test_extent_distribution_spans_gopro() -> None:
     """Measured on GoPro (720p, textured pixels): median ~10 px, 10th/90th percentile ~3.5/20 px."""
-    from deblurtool.synth import draw_blur_px
+    from trainers.synth.blur import draw_blur_px
 
     rng = np.random.default_rng(0)
     draws = np.array([draw_blur_px(rng, SynthParams()) for _ in range(4000)])
@@ -219,3 +219,24 @@ def test_command(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "overwrite" in r.output
     r = runner.invoke(app, [str(tmp_path / "nope"), str(tmp_path / "o")])
     assert r.exit_code == 2 and "nope" in r.output
+
+
+def test_sources_read_like_the_rest_of_the_tool(tmp_path: Path) -> None:
+    """Synth reads through the tool's own readers: images by bytes (any path encoding; cv2.imread fails on
+    non-ASCII paths on some platforms, not on this Linux), video frames converted to RGB as `deblurtool video`
+    converts them (swscale's direct path, which synth used before, darkens them by about a level)."""
+    from deblurtool.media.video_reader import to_rgb_array
+    from trainers.synth.dataset import read_image_rgb, read_video_frames
+
+    img = texture(64, 80, seed=2)
+    path = tmp_path / "naïve café 写真.png"
+    ok, buf = cv2.imencode(".png", img)
+    assert ok
+    path.write_bytes(buf.tobytes())
+    assert np.array_equal(read_image_rgb(path), img[..., ::-1])
+    src = make_sources(tmp_path)
+    frames = read_video_frames(src / "clip.mp4", {0, 5})
+    with av.open(str(src / "clip.mp4")) as container:
+        decoded = [f for _, f in zip(range(6), container.decode(video=0), strict=False)]
+    assert np.array_equal(frames[5], to_rgb_array(decoded[5], "rgb24"))
+    assert not np.array_equal(frames[5], decoded[5].to_ndarray(format="rgb24"))  # the biased path differs

@@ -80,7 +80,7 @@ def synth(
     overwrite: Overwrite = False,
 ) -> None:
     """Make GoPro-like synthetic training pairs (blur, sharp) from sharp images and videos."""
-    from deblurtool.synth import SynthParams, make_dataset
+    from trainers.synth import SynthParams, make_dataset
 
     try:
         params = SynthParams(size=size, gamma=gamma, blur_median_px=blur_median, blur_max_px=blur_max)
