@@ -23,7 +23,9 @@ HELP = """Make GoPro-like training pairs from sharp images and videos.
 
 Each pair averages 7-13 sub-frames of a random hand-held camera motion (pan with inertia, shake, small
 rotation and zoom about the frame centre, so blur varies across the crop) in sRGB or, with probability
---gamma, in linear light; the sharp target is the middle sub-frame, exactly aligned. Sources are rescaled to
+--gamma, in linear light; the sharp target is the middle sub-frame, exactly aligned. The default --preset
+gopro matches the blur length, averaging, noise, softness and compression measured on genuine GoPro
+training pairs (scripts/calibrate_synth.py; the table is in the model card). Sources are rescaled to
 about 720p content scale first (blur lengths follow GoPro's at 720p), videos give frames spread through them.
 Writes OUT/train/SEQ/{blur,sharp}/NNNNNN.png, OUT/test/... (held-out source files) and OUT/manifest.json.
 Same sources and --seed give byte-identical files.
@@ -44,22 +46,33 @@ TestFraction = Annotated[
 TestCount = Annotated[
     int, typer.Option("--test-count", min=0, help="Test pairs written from held-out files.")
 ]
+Preset = Annotated[
+    str,
+    typer.Option(
+        "--preset",
+        help="Blur model: gopro (calibrated on genuine GoPro training pairs: see the model card) or v1 (the "
+        "model before calibration). The options below override single values.",
+    ),
+]
 Gamma = Annotated[
-    float,
-    typer.Option("--gamma", min=0.0, max=1.0, help="Probability of averaging in linear light (else sRGB)."),
+    float | None,
+    typer.Option(
+        "--gamma", min=0.0, max=1.0, help="Probability of averaging in linear light (else sRGB). [preset]"
+    ),
 ]
 FramesPerVideo = Annotated[
     int, typer.Option("--frames-per-video", min=1, help="Frames taken from each video.")
 ]
 Workers = Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")]
 BlurMedian = Annotated[
-    float,
+    float | None,
     typer.Option(
-        "--blur-median", min=0.0, help="Median blur extent at the crop centre, pixels at 720p scale."
+        "--blur-median", min=0.0, help="Median blur extent at the crop centre, pixels at 720p scale. [preset]"
     ),
 ]
 BlurMax = Annotated[
-    float, typer.Option("--blur-max", min=0.0, help="Largest blur extent drawn, pixels at 720p scale.")
+    float | None,
+    typer.Option("--blur-max", min=0.0, help="Largest blur extent drawn, pixels at 720p scale. [preset]"),
 ]
 
 
@@ -72,18 +85,22 @@ def synth(
     seed: Seed = 0,
     test_fraction: TestFraction = 0.1,
     test_count: TestCount = 12,
-    gamma: Gamma = 0.5,
+    preset: Preset = "gopro",
+    gamma: Gamma = None,
     frames_per_video: FramesPerVideo = 24,
     workers: Workers = 1,
-    blur_median: BlurMedian = 10.0,
-    blur_max: BlurMax = 48.0,
+    blur_median: BlurMedian = None,
+    blur_max: BlurMax = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Make GoPro-like synthetic training pairs (blur, sharp) from sharp images and videos."""
-    from trainers.synth import SynthParams, make_dataset
+    from trainers.synth import make_dataset
+    from trainers.synth.blur import preset as synth_preset
 
     try:
-        params = SynthParams(size=size, gamma=gamma, blur_median_px=blur_median, blur_max_px=blur_max)
+        params = synth_preset(
+            preset, size=size, gamma=gamma, blur_median_px=blur_median, blur_max_px=blur_max
+        )
     except ValueError as e:
         raise DeblurError(str(e)) from None
     columns = (
