@@ -30,13 +30,16 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from deblurtool.errors import WeightsError
-from deblurtool.fsutil import create_temp
+from deblurtool.fsutil import write_bytes
 from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
 
 FORMAT = "deblurtool-generator"
 FORMAT_VERSION = "1"
 DEFAULT_WEIGHTS_NAME = "deblurtool-resnet9.safetensors"
 ENV_WEIGHTS = "DEBLURTOOL_WEIGHTS"
+CARD_NAME = "README.md"
+
+
 # The package is installed editable from the repository, so the repo root is two folders above this package.
 # A module attribute (not a constant folded into functions) so tests can point it at a temporary repo.
 REPO_ROOT: Path = Path(__file__).resolve().parents[2]
@@ -47,12 +50,12 @@ _SKIPPED_SUFFIX = "num_batches_tracked"
 
 
 def weights_dir() -> Path:
-    """The repository's ``weights/`` folder (shipped models and their card)."""
+    """The ``weights/`` folder of shipped models and their card (see ``REPO_ROOT``)."""
     return REPO_ROOT / "weights"
 
 
 def card_path() -> Path:
-    return weights_dir() / "README.md"
+    return weights_dir() / CARD_NAME
 
 
 def file_sha256(path: Path) -> str:
@@ -82,7 +85,7 @@ def card_checksums(card: Path) -> dict[str, str]:
 
 
 def default_weights_path() -> Path:
-    """``$DEBLURTOOL_WEIGHTS`` if set, else ``<repo>/weights/deblurtool-resnet9.safetensors``.
+    """``$DEBLURTOOL_WEIGHTS`` if set, else the shipped ``weights/deblurtool-resnet9.safetensors``.
 
     Raises WeightsError if that file does not exist: an untrained network would silently return its input.
     """
@@ -138,16 +141,8 @@ def save_generator(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = save(tensors, metadata=metadata)  # in memory (tens of MB): written through our own temp file
-    fd, tmp = create_temp(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        digest = hashlib.sha256(data).hexdigest()
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return digest
+    write_bytes(path, data, fsync=True)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
