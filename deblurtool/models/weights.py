@@ -10,6 +10,9 @@ precision an 8- or 16-bit image needs). The header's text metadata holds::
     config          JSON of GeneratorConfig.to_dict(), so loading builds the right network without guessing
     ...             any extra strings the writer adds (training step, data, scores)
 
+Where the shipped files live: the repository's top-level ``weights/`` folder, which installs as the package
+data of ``deblurtool.weights`` (``pip install .`` and the wheel carry it; found with ``importlib.resources``).
+
 Model card (``weights/README.md``): every file shipped in ``weights/`` is listed on a line of the exact
 form ``sha256 <64 lowercase hex>  <filename>`` (two spaces, like ``sha256sum`` output, conventionally inside
 a fenced code block). Files in ``weights/`` that the card lists are verified on load, so a corrupt download
@@ -20,6 +23,7 @@ elsewhere is not checked.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import os
 import re
@@ -40,9 +44,19 @@ ENV_WEIGHTS = "DEBLURTOOL_WEIGHTS"
 CARD_NAME = "README.md"
 
 
-# The package is installed editable from the repository, so the repo root is two folders above this package.
-# A module attribute (not a constant folded into functions) so tests can point it at a temporary repo.
-REPO_ROOT: Path = Path(__file__).resolve().parents[2]
+def _shipped_weights_dir() -> Path:
+    """The folder of the shipped weights: package data of ``deblurtool.weights`` (the repository's
+    ``weights/`` in a checkout or an editable install; ``deblurtool/weights/`` in an installed wheel)."""
+    try:
+        card = importlib.resources.files("deblurtool.weights").joinpath(CARD_NAME)
+    except ModuleNotFoundError:  # run from a source tree that was never installed
+        return Path(__file__).resolve().parents[2] / "weights"
+    return Path(str(card)).parent
+
+
+# The folder holding ``weights/``: the repository, or the installed package. A module attribute (not a
+# constant folded into functions) so tests can point it at a temporary one.
+REPO_ROOT: Path = _shipped_weights_dir().parent
 
 _RESERVED_KEYS = ("format", "format_version", "config")
 _CARD_LINE = re.compile(r"^\s*sha256 ([0-9a-fA-F]{64})  (\S(?:.*\S)?)\s*$")
