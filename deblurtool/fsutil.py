@@ -14,15 +14,14 @@ import contextlib
 import os
 import re
 import secrets
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from deblurtool.errors import OutputError
 
-try:
+if sys.platform != "win32":  # no flock on Windows: there stale temporary files are left alone
     import fcntl
-except ImportError:  # not on Windows: there stale temporary files are left alone (never removed wrongly)
-    fcntl = None  # type: ignore[assignment]
 
 # The middle of a temporary name: the owner's pid, then the random token (without the token: written by
 # deblurtool 0.1, which left such files on a hard kill too).
@@ -46,7 +45,7 @@ def is_temp_of(path: Path, final_name: str) -> bool:
 
 def _lock(fd: int, *, wait: bool) -> bool:
     """Take the exclusive lock on ``fd``; False if another open file holds it (``wait`` False)."""
-    if fcntl is None:
+    if sys.platform == "win32":
         return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -121,7 +120,7 @@ def write_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
 
 def _owner_gone(path: Path) -> bool:
     """True if no process holds ``path``'s lock (so it is left over), False if one does or we cannot tell."""
-    if fcntl is None:
+    if sys.platform == "win32":
         return False
     try:
         fd = os.open(path, os.O_RDONLY)

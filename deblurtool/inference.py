@@ -135,7 +135,7 @@ class Deblurrer:
         self.tile: TileConfig = tile or default_tile_config(self.device, None)
         net = fold_batchnorm(model) if fuse else copy.deepcopy(model).eval()
         net.requires_grad_(False)
-        net = net.to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
+        net = net.to(device=self.device, dtype=self.dtype).to(memory_format=torch.channels_last)
         self.model = net
         # Generator: run only the body in the run dtype, keep input + residual in float32 (module docstring).
         self._body: nn.Module | None = net.model if isinstance(net, ResnetGenerator) else None

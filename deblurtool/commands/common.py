@@ -105,8 +105,8 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
 def tile_config(tile_size: int | None, tile_overlap: int | None, batch_size: int | None) -> TileConfig | None:
     """The tiling the tile options ask for: None (the device's default for each frame size) when all three
     are left out; if only some are given, the others take TileConfig's defaults (256 / 32 / 4)."""
-    given = {"tile_size": tile_size, "tile_overlap": tile_overlap, "batch_size": batch_size}
-    given = {k: v for k, v in given.items() if v is not None}
+    asked = {"tile_size": tile_size, "tile_overlap": tile_overlap, "batch_size": batch_size}
+    given = {k: v for k, v in asked.items() if v is not None}
     return TileConfig(**given) if given else None
 
 

@@ -171,14 +171,15 @@ def merge_from_model(rgb: np.ndarray, alpha: np.ndarray | None, like: np.ndarray
         raise ValueError(
             f"model output {rgb.dtype} {rgb.shape} does not match the input {like.dtype} {like.shape}"
         )
+    has_alpha = like.ndim == 3 and like.shape[2] in (2, 4)
+    if has_alpha and alpha is None:
+        raise ValueError(f"the input {like.shape} has alpha: pass it back (split_for_model kept it)")
     if like.ndim == 2 or like.shape[2] == 2:
         total = rgb.astype(np.uint32).sum(axis=2)
         gray = ((total + 1) // 3).astype(like.dtype)  # rounded mean: equal channels come back exactly
-        return gray if like.ndim == 2 else np.dstack([gray, alpha])
+        return np.dstack([gray, alpha]) if alpha is not None else gray
     bgr = rgb[:, :, ::-1]
-    if like.shape[2] == 4:
-        return np.ascontiguousarray(np.dstack([bgr, alpha]))
-    return np.ascontiguousarray(bgr)
+    return np.ascontiguousarray(np.dstack([bgr, alpha]) if alpha is not None else bgr)
 
 
 def write_image(path: Path, image: ImageData, *, overwrite: bool = False) -> None:

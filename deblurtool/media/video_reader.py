@@ -117,12 +117,9 @@ def _pick_video_stream(container: av.container.InputContainer, path: Path) -> av
 
 
 def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
-    for side in frame.side_data:
-        if side.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
-            raw = bytes(side)
-            if len(raw) == 36:
-                return struct.unpack("=9i", raw)
-    return None
+    kind = av.sidedata.sidedata.Type.DISPLAYMATRIX
+    raw = bytes(frame.side_data[kind]) if kind in frame.side_data else b""
+    return struct.unpack("=9i", raw) if len(raw) == 36 else None
 
 
 def _estimate_frames(
