@@ -43,14 +43,17 @@ def is_temp_of(path: Path, final_name: str) -> bool:
 # -- temporary files -----------------------------------------------------------------------------------------
 
 
-def _lock(fd: int, *, wait: bool) -> bool:
-    """Take the exclusive lock on ``fd``; False if another open file holds it (``wait`` False)."""
+def _lock(fd: int, *, wait: bool) -> bool | None:
+    """Take the exclusive lock on ``fd``: True; False if another open file holds it (``wait`` False); None
+    where the platform or file system has no such locks (Windows, some network mounts)."""
     if sys.platform == "win32":
-        return True
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         return False
+    except OSError:  # ENOLCK, EOPNOTSUPP...: write unlocked; the clean-up then leaves such files alone
+        return None
     return True
 
 
@@ -120,14 +123,12 @@ def write_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
 
 def _owner_gone(path: Path) -> bool:
     """True if no process holds ``path``'s lock (so it is left over), False if one does or we cannot tell."""
-    if sys.platform == "win32":
-        return False
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return False
     try:
-        return _lock(fd, wait=False)
+        return _lock(fd, wait=False) is True
     finally:
         os.close(fd)
 

@@ -112,3 +112,12 @@ def test_wheel_installs_into_a_fresh_venv_and_deblurs(tmp_path: Path) -> None:
     shipped = Path(purelib, "deblurtool", "weights", W.DEFAULT_WEIGHTS_NAME)
     assert f"weights {shipped}" in result.stdout and "1 done, 0 skipped, 0 failed" in result.stdout
     assert (work / "out" / "photo.png").is_file()
+
+
+def test_public_api_names() -> None:
+    from deblurtool import Deblurrer, pipeline, run_folder, run_video
+    from deblurtool.inference import Deblurrer as D
+
+    assert Deblurrer is D and run_video is pipeline.run_video and run_folder is pipeline.run_folder
+    with pytest.raises(AttributeError):
+        deblurtool.nope  # noqa: B018
