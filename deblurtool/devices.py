@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from deblurtool.config import TileConfig
+from deblurtool.config import PRECISIONS, TileConfig
 from deblurtool.errors import DeblurError
 
 _CPUINFO = Path("/proc/cpuinfo")
@@ -38,6 +38,15 @@ CPU_WHOLE_FRAME = TileConfig(tile_size=0, tile_overlap=0, batch_size=1)
 # CUDA: memory-safe for any GPU worth using (about 1 GB of fp16 activations per batch of 8 tiles of 256);
 # the out-of-memory back-off in inference.Deblurrer handles smaller cards.
 CUDA_TILES = TileConfig(tile_size=256, tile_overlap=32, batch_size=8)
+
+# The one mapping between precision names (``config.PRECISIONS`` less ``auto``) and torch dtypes.
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bf16"`` (the CLI's spelling); another dtype by its torch name."""
+    names = {dt: name for name, dt in DTYPES.items()}
+    return names.get(dtype, str(dtype).removeprefix("torch."))
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -154,16 +163,12 @@ def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
         if device.type == "cuda":
             return torch.float16
         return torch.bfloat16 if cpu_has_native_bf16() and cpu_bf16_is_faster() else torch.float32
-    if spec == "fp32":
-        return torch.float32
-    if spec == "fp16":
-        return torch.float16
-    if spec == "bf16":
-        if device.type == "cuda" and not cuda_supports_bf16(device):
-            name = torch.cuda.get_device_name(device)
-            raise DeblurError(f"--precision bf16: {name} ({device}) has no native bf16; use fp16 or fp32")
-        return torch.bfloat16
-    raise DeblurError(f"--precision must be one of auto, fp32, bf16, fp16, got {spec!r}")
+    if spec not in DTYPES:
+        raise DeblurError(f"--precision must be one of {', '.join(PRECISIONS)}, got {spec!r}")
+    if spec == "bf16" and device.type == "cuda" and not cuda_supports_bf16(device):
+        name = torch.cuda.get_device_name(device)
+        raise DeblurError(f"--precision bf16: {name} ({device}) has no native bf16; use fp16 or fp32")
+    return DTYPES[spec]
 
 
 def precision_notes(dtype: torch.dtype, device: torch.device, spec: str | None = None) -> list[str]:

@@ -45,3 +45,10 @@ class PartialFailure(DeblurError):
     """Some inputs of a batch failed; the rest were done."""
 
     exit_code = EXIT_PARTIAL
+
+
+def one_line(e: BaseException) -> str:
+    """A one-line reason for ``e``: a DeblurError's message without its path, else ``Type: first line``."""
+    if isinstance(e, DeblurError):
+        return str(e).removeprefix(f"{e.path}: ") if e.path else str(e)
+    return f"{type(e).__name__}: {e}".splitlines()[0]

@@ -1,22 +1,198 @@
-"""Temporary files for writers of finished files: created beside the final name, renamed when complete."""
+"""Finished files only: every output is written under a temporary name beside it and renamed when complete.
+
+One temporary naming scheme for the whole tool: ``.NAME.<pid>.<8 hex>.tmp<SUFFIX>`` in the final file's
+folder (hidden; the writer's pid for people looking at the folder; a random token so threads and processes
+never collide; the final suffix kept last, so FFmpeg and OpenCV pick the format from the name). While it is
+being written the temporary file holds an exclusive ``flock``: the kernel drops it when the owner exits, even
+on SIGKILL or a power cut, so :func:`remove_stale_temps` removes exactly the temporary files whose owner is
+gone and never one that another running process is still writing (a pid alone would be reused).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import secrets
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+from deblurtool.errors import OutputError
 
-def create_temp(final: Path) -> tuple[int, Path]:
-    """Open a new hidden temporary file beside ``final`` (O_EXCL, a random name): ``(fd, path)``.
+if sys.platform != "win32":  # no flock on Windows: there stale temporary files are left alone
+    import fcntl
 
-    Unlike ``tempfile.mkstemp`` (always 0o600) the file gets the mode any new file gets here (0o666 less the
-    umask, applied by the kernel), so the finished output renamed from it is as readable as the user's other
-    files; nothing touches the process-wide umask, which other threads may be creating files under.
+# The middle of a temporary name: the owner's pid, then the random token (without the token: written by
+# deblurtool 0.1, which left such files on a hard kill too).
+_MIDDLE = r"\d+(?:\.[0-9a-f]{8})?"
+_TEMP_NAME = re.compile(rf"\.(?P<name>.+?)\.{_MIDDLE}\.tmp(?P<suffix>(?:\.[^.]*)?)")
+
+
+def temp_name(final: Path) -> Path:
+    """A new temporary name beside ``final`` (nothing is created)."""
+    return final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{final.suffix}")
+
+
+def is_temp_of(path: Path, final_name: str) -> bool:
+    """Whether ``path`` is named as a temporary file of a final file called ``final_name``."""
+    final = re.escape(f".{final_name}.")
+    return re.fullmatch(final + _MIDDLE + re.escape(f".tmp{Path(final_name).suffix}"), path.name) is not None
+
+
+# -- temporary files -----------------------------------------------------------------------------------------
+
+
+def _lock(fd: int, *, wait: bool) -> bool | None:
+    """Take the exclusive lock on ``fd``: True; False if another open file holds it (``wait`` False); None
+    where the platform or file system has no such locks (Windows, some network mounts)."""
+    if sys.platform == "win32":
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    except OSError:  # ENOLCK, EOPNOTSUPP...: write unlocked; the clean-up then leaves such files alone
+        return None
+    return True
+
+
+def _create_locked(final: Path) -> tuple[int, Path]:
+    """Create and lock a new temporary file beside ``final``: ``(fd, path)``.
+
+    The mode is the one any new file gets here (0o666 less the umask, applied by the kernel; not
+    ``mkstemp``'s 0o600), so the finished file is as readable as the user's other files. A clean-up may
+    remove the file between its creation and the lock: then the lock is on a name that is gone, and we
+    start again.
     """
     while True:
-        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
+        tmp = temp_name(final)
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
+        _lock(fd, wait=True)
+        try:
+            same = os.stat(tmp).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd, tmp
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path, *, fsync: bool = False) -> Iterator[Path]:
+    """Yield a new, empty, locked temporary file beside ``path`` to write (by name: ``write_bytes``, ``open``,
+    an encoder); on a normal exit it is renamed to ``path`` (replacing any file there), on an exception it is
+    removed and the exception goes on. ``fsync`` flushes the data to disk before the rename.
+
+    The folder must exist. Creating, syncing or renaming failing (no permission, disk full) raises
+    :class:`OutputError` naming ``path``; errors of the body pass unchanged.
+    """
+    try:
+        fd, tmp = _create_locked(path)
+    except OSError as e:
+        raise OutputError(f"cannot write ({e.strerror or e})", path) from None
+    try:
+        try:
+            yield tmp
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        try:
+            if fsync:
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            _unlink_quietly(tmp)
+            raise OutputError(f"cannot write ({e.strerror or e})", path) from None
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
+    """``path`` holds ``data`` afterwards, or (on any error) is as it was: :func:`atomic_write` of bytes."""
+    with atomic_write(path, fsync=fsync) as tmp:
+        tmp.write_bytes(data)
+
+
+# -- stale temporary files -----------------------------------------------------------------------------------
+
+
+def _owner_gone(path: Path) -> bool:
+    """True if no process holds ``path``'s lock (so it is left over), False if one does or we cannot tell."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return _lock(fd, wait=False) is True
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def _remove_if_stale(path: Path) -> bool:
+    if _owner_gone(path):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            return True
+    return False
+
+
+def remove_stale_temps(final: Path) -> int:
+    """Remove the temporary files of ``final`` left by writers that are gone (killed, crashed); return how
+    many. Files another process is still writing are kept."""
+    prefix = f".{final.name}."
+    try:
+        candidates = [p for p in final.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return 0
+    return sum(_remove_if_stale(p) for p in candidates if is_temp_of(p, final.name))
+
+
+def remove_stale_temps_under(folder: Path) -> int:
+    """:func:`remove_stale_temps` for every file in ``folder`` and its subfolders (links not followed)."""
+    removed = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            m = _TEMP_NAME.fullmatch(name)
+            if m and m["suffix"] == Path(m["name"]).suffix:
+                removed += _remove_if_stale(Path(root, name))
+    return removed
+
+
+# -- folders ------------------------------------------------------------------------------------------------
+
+
+def make_folders(folder: Path, *, for_path: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents (users type ``out/sharp.mp4``); return the folders this call
+    created, deepest first, so a failed job can remove them again (:func:`remove_empty_folders`). A parent
+    that is a file, or one we may not write, is an :class:`OutputError` naming ``for_path``."""
+    missing: list[Path] = []
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        missing.append(probe)
+        probe = probe.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the folder {folder} ({e.strerror or e})", for_path) from None
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) where empty; one that is not (someone else's files) stays."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+# -- output locks (issue 15) ---------------------------------------------------------------------------------
+# A lock on the final name itself (so two runs never write the same output) belongs here, built on _lock.

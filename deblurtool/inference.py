@@ -12,6 +12,8 @@ half an 8-bit level near 1.0 and useless for 16-bit images), only the small corr
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import itertools
 import logging
 from dataclasses import replace
@@ -22,7 +24,13 @@ import torch
 from torch import nn
 
 from deblurtool.config import RuntimeConfig, TileConfig
-from deblurtool.devices import default_tile_config, precision_notes, resolve_device, resolve_precision
+from deblurtool.devices import (
+    default_tile_config,
+    precision_name,
+    precision_notes,
+    resolve_device,
+    resolve_precision,
+)
 from deblurtool.errors import DeblurError, InputError
 from deblurtool.models.generator import ResnetGenerator
 from deblurtool.tiling import TilePlan, cut_tiles, plan_tiles, stitch_tiles
@@ -100,9 +108,11 @@ class Deblurrer:
     """Deblur frames with a generator. ``deblurrer(rgb_u8) -> rgb_u8`` (also uint16 and float32 [0, 1]).
 
     ``tile`` None picks ``devices.default_tile_config`` per frame size. ``runtime`` None: auto device and
-    precision. ``fuse`` folds BN into the convs (exact up to float rounding, and faster). Attributes:
-    ``device``, ``dtype``, ``tile`` (the settings in force, after any out-of-memory back-off), ``notes``
-    (one-line warnings, e.g. about a slow precision, for the CLI to show).
+    precision. ``fuse`` folds BN into the convs (exact up to float rounding, and faster). ``weights_path``
+    names the file the model came from (set by :meth:`from_weights`; None for a model built in memory).
+    Attributes: ``device``, ``dtype``, ``tile`` (the settings in force, after any out-of-memory back-off),
+    ``auto_tile`` (the tiling is the device's default), ``weights_path``, ``notes`` (one-line warnings,
+    e.g. about a slow precision, for the CLI to show) and :attr:`signature`.
     """
 
     def __init__(
@@ -112,17 +122,20 @@ class Deblurrer:
         runtime: RuntimeConfig | None = None,
         *,
         fuse: bool = True,
+        weights_path: Path | None = None,
     ) -> None:
         runtime = runtime or RuntimeConfig()
         self.device = resolve_device(runtime.device)
         self.dtype = resolve_precision(runtime.precision, self.device)
         self.notes: list[str] = precision_notes(self.dtype, self.device, runtime.precision)
-        self._auto_tile = tile is None
+        self.weights_path = weights_path
+        self.auto_tile = tile is None
+        self._asked_tile = tile
         self._backed_off = False  # after an out-of-memory back-off, self.tile stays as backed off
         self.tile: TileConfig = tile or default_tile_config(self.device, None)
         net = fold_batchnorm(model) if fuse else copy.deepcopy(model).eval()
         net.requires_grad_(False)
-        net = net.to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
+        net = net.to(device=self.device, dtype=self.dtype).to(memory_format=torch.channels_last)
         self.model = net
         # Generator: run only the body in the run dtype, keep input + residual in float32 (module docstring).
         self._body: nn.Module | None = net.model if isinstance(net, ResnetGenerator) else None
@@ -135,9 +148,47 @@ class Deblurrer:
         runtime: RuntimeConfig | None = None,
     ) -> Deblurrer:
         """Load a generator file (None: the shipped default, checksum-verified) and wrap it."""
-        from deblurtool.models.weights import load_generator
+        from deblurtool.models.weights import default_weights_path, load_generator
 
-        return cls(load_generator(path), tile, runtime)
+        model = load_generator(path)
+        return cls(model, tile, runtime, weights_path=default_weights_path() if path is None else Path(path))
+
+    # -- identity -------------------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def weights_digest(self) -> str:
+        """sha256 (hex) of the weights file, or of the tensors run (``mem:`` prefixed) for a model built in
+        memory."""
+        if self.weights_path is not None:
+            from deblurtool.models.weights import file_sha256
+
+            return file_sha256(self.weights_path)
+        h = hashlib.sha256()
+        for name, t in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return "mem:" + h.hexdigest()
+
+    def signature_fields(self) -> dict[str, str]:
+        """The settings that make the output what it is, by name: the weights' content, the precision, the
+        tiling asked for (``auto``: the device's default per frame size) and the device kind (CUDA and CPU
+        kernels round differently). Out-of-memory back-offs do not count: they keep the asked settings'
+        results within rounding."""
+        t = self._asked_tile
+        return {
+            "weights": self.weights_digest[:16]
+            if self.weights_path is not None
+            else self.weights_digest[:20],
+            "precision": precision_name(self.dtype),
+            "tile": "auto" if t is None else f"{t.tile_size}/{t.tile_overlap}",
+            "device": self.device.type,
+        }
+
+    @property
+    def signature(self) -> str:
+        """One string naming :meth:`signature_fields`: outputs recorded in a folder's manifest with the same
+        signature (and input) are done and skipped on a re-run; any other is redone."""
+        return ";".join(f"{k}={v}" for k, v in self.signature_fields().items())
 
     # -- per-frame core -------------------------------------------------------------------------------------
 
@@ -149,7 +200,7 @@ class Deblurrer:
         return self.model(x_run).float()
 
     def _tile_for(self, height: int, width: int) -> TileConfig:
-        if self._auto_tile and not self._backed_off:
+        if self.auto_tile and not self._backed_off:
             self.tile = default_tile_config(self.device, (height, width))
         return self.tile
 
@@ -172,7 +223,7 @@ class Deblurrer:
             if size >= edge:
                 raise DeblurError(
                     f"out of memory on {self.device} even with batch size 1 and {edge}-pixel tiles "
-                    f"(precision {str(self.dtype).removeprefix('torch.')}; {reason}); "
+                    f"(precision {precision_name(self.dtype)}; {reason}); "
                     "free GPU memory or use --device cpu"
                 )
             overlap = tile.tile_overlap * size // edge if tile.tile_size else size // 8

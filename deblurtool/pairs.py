@@ -16,12 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from deblurtool.errors import InputError
+from deblurtool.media.image_io import IMAGE_SUFFIXES, read_rgb_u8
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+__all__ = ["Pair", "find_pairs", "read_pair", "read_rgb_u8"]  # read_rgb_u8: from media.image_io, its home
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,6 @@ def find_pairs(root: Path, *, blur_dir: str = "blur", split: str = "test") -> li
     if not pairs:
         raise InputError(f"no images found in {blur_dir}/ and sharp/", root)
     return pairs
-
-
-def read_rgb_u8(path: Path) -> np.ndarray:
-    """An image file as HxWx3 uint8 RGB (16-bit files are scaled to 8 bits by OpenCV, alpha dropped)."""
-    data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile + imdecode: works for any path encoding
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise InputError("cannot read this image (unsupported or corrupt file)", path)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:

@@ -35,27 +35,27 @@ def _gray(rgb_u8: np.ndarray) -> np.ndarray:
 def _warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
     h, w = flow.shape[:2]
     grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(
-        img, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE
-    )
+    map_x, map_y = grid_x + flow[..., 0], grid_y + flow[..., 1]
+    return np.asarray(cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
 
 
 def flow_steps(frames_rgb_u8: Sequence[np.ndarray]) -> list[FlowStep]:
     """One ``FlowStep`` per consecutive pair of ``frames_rgb_u8`` (HxWx3 uint8, all the same size)."""
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dis = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     steps = []
     prev = _gray(frames_rgb_u8[0])
     for frame in frames_rgb_u8[1:]:
         cur = _gray(frame)
-        back = dis.calc(cur, prev, None)  # for each pixel of frame t: its offset into frame t-1
-        fwd = dis.calc(prev, cur, None)
         h, w = cur.shape
+        back = np.asarray(dis.calc(cur, prev, np.zeros((h, w, 2), np.float32)))  # frame t -> offset in t-1
+        fwd = np.asarray(dis.calc(prev, cur, np.zeros((h, w, 2), np.float32)))
         grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         x1, y1 = grid_x + back[..., 0], grid_y + back[..., 1]
         inside = (x1 >= 0) & (x1 <= w - 1) & (y1 >= 0) & (y1 <= h - 1)
         # Going back and forth again should land where it started (Sundaram et al.'s tolerance).
-        round_trip = back + _warp(fwd, back)
-        tol = 0.01 * ((back**2).sum(axis=2) + (_warp(fwd, back) ** 2).sum(axis=2)) + 0.5
+        fwd_there = _warp(fwd, back)
+        round_trip = back + fwd_there
+        tol = 0.01 * ((back**2).sum(axis=2) + (fwd_there**2).sum(axis=2)) + 0.5
         valid = inside & ((round_trip**2).sum(axis=2) <= tol)
         steps.append(FlowStep(back, valid))
         prev = cur

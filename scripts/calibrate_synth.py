@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from deblurtool.errors import DeblurError
+from deblurtool.evaluate import spread_subset
 from deblurtool.pairs import find_pairs, read_pair
-from trainers.evaluate import spread_subset
 from trainers.synth.calibrate import LEVEL_BANDS, pair_stats, summarize
 
 ROWS = [

@@ -1,5 +1,6 @@
-"""Shared fixtures: tiny videos made with PyAV (with audio, subtitles, VFR, 10-bit, rotation) and images of
-every mode and depth, all generated inside the tests (no files shipped, nothing downloaded)."""
+"""Shared fixtures: tiny videos made with PyAV (with audio, subtitles, VFR, 10-bit, rotation), images of every
+mode and depth, and a tiny real generator that is the identity, all made inside the tests (no files shipped,
+nothing downloaded)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 import torch
 
 from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
+from deblurtool.models.weights import ENV_WEIGHTS, save_generator
 
 W, H = 64, 48
 
@@ -216,6 +218,57 @@ def random_generator(config: GeneratorConfig, seed: int = 0, scale: float = 0.3)
             elif t.is_floating_point():
                 t.copy_(torch.randn(t.shape, generator=g) * scale)
     return model.eval()
+
+
+TINY = GeneratorConfig(ngf=4, n_blocks=1)
+
+
+def identity_generator(config: GeneratorConfig = TINY) -> ResnetGenerator:
+    """A real generator that returns its input exactly: ResnetGenerator adds its body's output to the input
+    (global residual), and its initialisation zeroes the last conv, so the body adds 0 in any precision."""
+    torch.manual_seed(0)
+    model = ResnetGenerator(config).eval()
+    assert not model.head.weight.any(), "the generator's init no longer zeroes its head"
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real weights file (.safetensors) of the tiny identity generator."""
+    path = tmp_path_factory.mktemp("weights") / "tiny-identity.safetensors"
+    save_generator(identity_generator(), path, dtype=torch.float32)
+    return path
+
+
+@pytest.fixture
+def tiny_default(tiny_weights: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Commands run without --weights load the tiny identity generator (as ``$DEBLURTOOL_WEIGHTS`` would)."""
+    monkeypatch.setenv(ENV_WEIGHTS, str(tiny_weights))
+    return tiny_weights
+
+
+@pytest.fixture
+def fail_on_call(monkeypatch: pytest.MonkeyPatch) -> Callable[[int, BaseException], Callable[[], None]]:
+    """``fail_on_call(n, error)``: the real Deblurrer raises ``error`` from its call number ``n`` on (a crash
+    part-way through a job); it returns a function that makes the model work again."""
+    from deblurtool.inference import Deblurrer
+
+    real = Deblurrer.deblur_array
+
+    def arm(n: int, error: BaseException) -> Callable[[], None]:
+        calls = 0
+
+        def failing(self: Deblurrer, img: np.ndarray) -> np.ndarray:
+            nonlocal calls
+            calls += 1
+            if calls >= n:
+                raise error
+            return real(self, img)
+
+        monkeypatch.setattr(Deblurrer, "deblur_array", failing)
+        return lambda: monkeypatch.setattr(Deblurrer, "deblur_array", real)
+
+    return arm
 
 
 def load_script(name: str) -> ModuleType:

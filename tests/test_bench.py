@@ -31,7 +31,7 @@ def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.set_num_threads(1)  # the test machine has 2 shared cores
     measure = bench.matmul_peak_tflops  # the real one times a 2048^2 matmul per dtype: too slow for tests
     monkeypatch.setattr(
-        bench, "matmul_peak_tflops", lambda device, dtype: measure(device, dtype, n=128, reps=1)
+        bench.speed, "matmul_peak_tflops", lambda device, dtype: measure(device, dtype, n=128, reps=1)
     )
 
 

@@ -1,23 +1,27 @@
-"""`deblurtool video` and `deblurtool folder` through typer's CliRunner, with a fake Deblurrer module."""
+"""`deblurtool video` and `deblurtool folder` through typer's CliRunner, with a tiny real identity model."""
 
 from __future__ import annotations
 
-import sys
-import types
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-import numpy as np
 import pytest
 import typer
-from conftest import IdentityModel, decode_video, make_image, make_video, save_image
+from conftest import decode_video, make_image, make_video, random_generator, save_image
 from typer.testing import CliRunner
 
+from deblurtool import inference
 from deblurtool.commands import folder as folder_cmd
 from deblurtool.commands import video as video_cmd
-from deblurtool.config import TileConfig
+from deblurtool.config import RuntimeConfig, TileConfig
+from deblurtool.inference import Deblurrer
+from deblurtool.models.generator import GeneratorConfig
+from deblurtool.models.weights import save_generator
 
 runner = CliRunner()
+
+FailOnCall = Callable[[int, BaseException], Callable[[], None]]
 
 
 def _app() -> typer.Typer:
@@ -28,38 +32,10 @@ def _app() -> typer.Typer:
     return app
 
 
-class FakeDeblurrer(IdentityModel):
-    """Stands in for deblurtool.inference.Deblurrer: records how it was built; ``fail_at`` makes call
-    number ``fail_at`` raise ``error``."""
-
-    built: ClassVar[list[dict[str, Any]]] = []
-    fail_at: int | None = None
-    error: BaseException = RuntimeError("boom")
-
-    def __init__(self, tile: TileConfig | None) -> None:
-        super().__init__()
-        self.device, self.dtype, self.tile = "cpu", "torch.bfloat16", tile
-        self.notes = ["a note from the model"]
-
-    @classmethod
-    def from_weights(cls, path: Path | None = None, tile: Any = None, runtime: Any = None) -> FakeDeblurrer:
-        cls.built.append({"path": path, "tile": tile, "runtime": runtime})
-        return cls(tile)
-
-    def deblur_array(self, img: np.ndarray) -> np.ndarray:
-        if self.fail_at is not None and self.calls + 1 >= self.fail_at:
-            raise self.error
-        return super().deblur_array(img)
-
-
 @pytest.fixture(autouse=True)
-def fake_inference(monkeypatch: pytest.MonkeyPatch) -> type[FakeDeblurrer]:
-    module = types.ModuleType("deblurtool.inference")
-    module.Deblurrer = FakeDeblurrer  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "deblurtool.inference", module)
-    monkeypatch.setattr(FakeDeblurrer, "built", [])
-    monkeypatch.setattr(FakeDeblurrer, "fail_at", None)
-    return FakeDeblurrer
+def _tiny_model(tiny_default: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command loads the tiny identity generator and has a note to show."""
+    monkeypatch.setattr(inference, "precision_notes", lambda *args: ["a note from the model"])
 
 
 def _run(*args: str | Path) -> Any:
@@ -70,14 +46,13 @@ def test_video_command_round_trip(tmp_path: Path) -> None:
     spec = make_video(tmp_path / "in.mp4", frames=6)
     dst = tmp_path / "out.mp4"
     result = _run(
-        "video", spec.path, dst, "--no-progress", "--crf", "0", "--tile-size", "128", "--device", "cpu"
-    )
+        "video", spec.path, dst, "--no-progress", "--crf", "0", "--tile-size", "128", "--device", "cpu",
+        "--precision", "fp32",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "device cpu, precision bf16, tile_size 128, tile_overlap 32, batch_size 4" in result.output
+    assert "device cpu, precision fp32, tile_size 128, tile_overlap 32, batch_size 4" in result.output
     assert "note: a note from the model" in result.output
     assert "6 frames" in result.output
-    built = FakeDeblurrer.built[0]
-    assert built["tile"] == TileConfig(tile_size=128) and built["runtime"].device == "cpu"
     assert len(decode_video(dst)[1]) == 6
 
 
@@ -85,13 +60,15 @@ def test_video_command_tile_defaults_are_left_to_the_device(tmp_path: Path) -> N
     spec = make_video(tmp_path / "in.mp4", frames=2, audio=False)
     result = _run("video", spec.path, tmp_path / "out.mkv", "--no-progress")
     assert result.exit_code == 0, result.output
-    assert FakeDeblurrer.built[0]["tile"] is None and "tiles: device default" in result.output
+    assert "whole frames, batch_size 1 (device default)" in result.output
 
 
 @pytest.mark.parametrize(("error", "code"), [(RuntimeError("model exploded"), 2), (KeyboardInterrupt(), 130)])
-def test_video_command_failure_leaves_nothing(tmp_path: Path, error: BaseException, code: int) -> None:
+def test_video_command_failure_leaves_nothing(
+    tmp_path: Path, error: BaseException, code: int, fail_on_call: FailOnCall
+) -> None:
     spec = make_video(tmp_path / "in.mp4", frames=12)
-    FakeDeblurrer.fail_at, FakeDeblurrer.error = 5, error
+    fail_on_call(5, error)
     dst = tmp_path / "out.mp4"
     result = _run("video", spec.path, dst, "--no-progress")
     assert result.exit_code == code, result.output
@@ -123,7 +100,7 @@ def test_video_command_refusals(tmp_path: Path) -> None:
     (tmp_path / "out.mp4").write_bytes(b"keep")
     result = _run("video", spec.path, tmp_path / "out.mp4", "--no-progress")
     assert result.exit_code == 2 and "--overwrite" in result.output
-    assert FakeDeblurrer.built == []  # refused before loading the model
+    assert "model:" not in result.output  # refused before loading the model
     result = _run("video", spec.path, tmp_path / "x.mp4", "--codec", "nope", "--no-progress")
     assert result.exit_code == 2 and "nope" in result.output
     result = _run("video", spec.path, tmp_path / "x.mp4", "--tile-size", "30", "--no-progress")
@@ -189,21 +166,28 @@ def test_folder_command_refuses_output_inside_input(tmp_path: Path) -> None:
     save_image(src / "a.png", make_image("u8_rgb"))
     result = _run("folder", src, src / "out", "--no-progress")
     assert result.exit_code == 2 and "inside the input folder" in result.output
-    assert not (src / "out").exists() and FakeDeblurrer.built == []
+    assert not (src / "out").exists() and "model:" not in result.output
 
 
-def test_folder_command_interrupt(tmp_path: Path) -> None:
+def test_folder_command_interrupt(tmp_path: Path, fail_on_call: FailOnCall) -> None:
     src, dst = tmp_path / "in", tmp_path / "out"
     for i in range(3):
         save_image(src / f"{i}.png", make_image("u8_rgb", seed=i))
-    FakeDeblurrer.fail_at, FakeDeblurrer.error = 2, KeyboardInterrupt()
+    fail_on_call(2, KeyboardInterrupt())
     result = _run("folder", src, dst, "--no-progress")
     assert result.exit_code == 130
     assert sorted(p.name for p in dst.iterdir() if not p.name.startswith(".deblurtool")) == ["0.png"]
 
 
-def test_folder_signature_changes_with_settings() -> None:
-    a = folder_cmd.settings_signature(FakeDeblurrer(TileConfig()), Path("w.safetensors"))
-    b = folder_cmd.settings_signature(FakeDeblurrer(TileConfig(tile_size=512)), Path("w.safetensors"))
-    c = folder_cmd.settings_signature(FakeDeblurrer(TileConfig()), Path("other.safetensors"))
-    assert len({a, b, c}) == 3
+def test_folder_signature_changes_with_settings(tiny_weights: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.safetensors"
+    save_generator(random_generator(GeneratorConfig(ngf=4, n_blocks=1)), other)
+
+    def signature(tile: TileConfig | None, weights: Path = tiny_weights, precision: str = "fp32") -> str:
+        return Deblurrer.from_weights(weights, tile, RuntimeConfig("cpu", precision)).signature
+
+    a = signature(TileConfig())
+    variants = {signature(TileConfig(tile_size=512)), signature(TileConfig(), other), signature(None),
+                signature(TileConfig(), precision="bf16")}  # fmt: skip
+    assert a == signature(TileConfig()) and a not in variants and len(variants) == 4
+    assert "device=cpu" in a and "tile=256/32" in a and "precision=fp32" in a

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import platform
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from deblurtool import devices as D
-from deblurtool.config import TileConfig
+from deblurtool.config import PRECISIONS, TileConfig
 from deblurtool.errors import DeblurError
 
 CPU = torch.device("cpu")
@@ -87,8 +89,15 @@ def test_native_bf16_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     assert D.cpu_has_native_bf16() is False
 
 
-def test_native_bf16_on_this_machine_is_a_bool() -> None:
-    assert isinstance(D.cpu_has_native_bf16(), bool)
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")),
+    reason="reads /proc/cpuinfo of a Linux x86 CPU",
+)
+def test_native_bf16_on_this_machine_matches_its_cpuinfo() -> None:
+    """On this very machine, against the kernel's own flag list (read here independently of the code)."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    flags = next(line for line in cpuinfo.splitlines() if line.startswith("flags")).split(":", 1)[1].split()
+    assert D.cpu_has_native_bf16() is bool({"avx512_bf16", "amx_bf16"} & set(flags))
 
 
 @pytest.mark.parametrize(
@@ -153,3 +162,10 @@ def test_default_tile_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(D, "_physical_memory_bytes", lambda: 8 << 30)
     assert D.default_tile_config(CPU, (1080, 1920)).tile_size == 0
     assert D.default_tile_config(CPU, (2160, 3840)).tile_size == 256
+
+
+def test_one_mapping_of_precision_names() -> None:
+    assert list(D.DTYPES) == [p for p in PRECISIONS if p != "auto"]
+    for name, dtype in D.DTYPES.items():
+        assert D.precision_name(dtype) == name and D.resolve_precision(name, CPU) == dtype
+    assert D.precision_name(torch.float64) == "float64"

@@ -170,10 +170,30 @@ def test_wrong_model_output_is_an_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out.mp4").exists() and _leftovers(tmp_path) == []
 
 
-def test_progress_bar_runs(tmp_path: Path, identity_model: IdentityModel) -> None:
+def test_progress_bar_runs(
+    tmp_path: Path, identity_model: IdentityModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deblurtool.ui import ProgressBar
+
     spec = make_video(tmp_path / "in.mp4", frames=3, audio=False)
-    summary = run_video(spec.path, tmp_path / "out.mp4", identity_model, EncodeConfig(), progress=True)
+    summary = run_video(
+        spec.path, tmp_path / "out.mp4", identity_model, EncodeConfig(), progress=ProgressBar("fps")
+    )
     assert summary.frames == 3 and summary.fps > 0
+    out, err = capsys.readouterr()
+    assert out == "" and "in.mp4" in err and "3/3" in err  # the bar is drawn on stderr, to the true count
+
+
+def test_the_library_prints_nothing(
+    tmp_path: Path, identity_model: IdentityModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = make_video(tmp_path / "in.mp4", frames=2, audio=False)
+    run_video(spec.path, tmp_path / "out.mp4", identity_model, EncodeConfig(), progress=True)  # 0.1's bool
+    src = tmp_path / "in"
+    save_image(src / "a.png", make_image("u8_rgb"))
+    (src / "bad.png").write_bytes(b"")
+    assert run_folder(src, tmp_path / "out", identity_model).failed
+    assert capsys.readouterr() == ("", "")
 
 
 # -- folder --------------------------------------------------------------------------------------------------

@@ -1,23 +1,22 @@
 """Reliability (issue 6): exit codes and one-line errors, awkward inputs, safe outputs, resume, Ctrl-C.
 
-Every input is made inside the test with PyAV / OpenCV, and the model is an identity fake put in place of
-``deblurtool.inference`` (the commands import it lazily), so these tests check the tool's plumbing, not the
+Every input is made inside the test with PyAV / OpenCV, and the model is a tiny real generator that is the
+identity (the commands load it as the default weights), so these tests check the tool's plumbing, not the
 network. The commands run through the real ``deblurtool`` typer app, so ``--debug`` and the exit codes are the
 ones a user sees.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import subprocess
 import sys
 import threading
-import types
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import av
 import cv2
@@ -36,32 +35,11 @@ from deblurtool.pipeline import MANIFEST_NAME, run_folder, run_video
 runner = CliRunner()
 
 
-class FakeDeblurrer(IdentityModel):
-    """Stands in for deblurtool.inference.Deblurrer; call number ``fail_at`` raises ``error``."""
-
-    fail_at: ClassVar[int | None] = None
-    error: ClassVar[BaseException] = RuntimeError("boom")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.device, self.dtype, self.tile, self.notes = "cpu", "torch.float32", None, []
-
-    @classmethod
-    def from_weights(cls, path: Path | None = None, tile: Any = None, runtime: Any = None) -> FakeDeblurrer:
-        return cls()
-
-    def deblur_array(self, img: np.ndarray) -> np.ndarray:
-        if self.fail_at is not None and self.calls + 1 >= self.fail_at:
-            raise self.error
-        return super().deblur_array(img)
+FailOnCall = Callable[[int, BaseException], Callable[[], None]]
 
 
 @pytest.fixture(autouse=True)
-def fake_inference(monkeypatch: pytest.MonkeyPatch) -> None:
-    module = types.ModuleType("deblurtool.inference")
-    module.Deblurrer = FakeDeblurrer  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "deblurtool.inference", module)
-    monkeypatch.setattr(FakeDeblurrer, "fail_at", None)
+def _tiny_model(tiny_default: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(common.state, "debug", False)  # `--debug` sets a global; other tests expect it off
 
 
@@ -117,9 +95,11 @@ def test_error_is_one_line_naming_the_file_and_debug_shows_traceback(
     assert _error_lines(result.output) == [f"error: {missing}: no such file"]
 
 
-def test_unexpected_error_still_names_the_file(app: typer.Typer, tmp_path: Path) -> None:
+def test_unexpected_error_still_names_the_file(
+    app: typer.Typer, tmp_path: Path, fail_on_call: FailOnCall
+) -> None:
     spec = make_video(tmp_path / "in.mp4", frames=8)
-    FakeDeblurrer.fail_at, FakeDeblurrer.error = 3, RuntimeError("CUDA error: illegal access\nsecond line")
+    fail_on_call(3, RuntimeError("CUDA error: illegal access\nsecond line"))
     before = _files(tmp_path)
     result = _cli(app, "video", spec.path, tmp_path / "out" / "out.mp4", "--no-progress")
     assert result.exit_code == 2
@@ -137,7 +117,9 @@ def test_model_that_fails_to_load_is_one_line(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no kernel image is available\nfor execution on the device")
 
-    monkeypatch.setattr(FakeDeblurrer, "from_weights", broken)
+    from deblurtool.inference import Deblurrer
+
+    monkeypatch.setattr(Deblurrer, "from_weights", broken)
     spec = make_video(tmp_path / "in.mp4", frames=2, audio=False)
     weights = tmp_path / "w.safetensors"
     result = _cli(app, "video", spec.path, tmp_path / "out.mp4", "--weights", weights, "--no-progress")
@@ -408,15 +390,14 @@ def test_tiny_images_of_every_mode(tmp_path: Path, size: tuple[int, int]) -> Non
 
 
 @pytest.mark.parametrize("size", [(1, 1), (5, 3), (1, 40)])
-def test_real_deblurrer_takes_tiny_frames(monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]) -> None:
+def test_real_deblurrer_takes_tiny_frames(size: tuple[int, int]) -> None:
     """The real Deblurrer (a tiny network) on frames smaller than the network's downsampling needs."""
     import torch
 
+    from deblurtool import inference
     from deblurtool.config import RuntimeConfig, TileConfig
     from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
 
-    monkeypatch.delitem(sys.modules, "deblurtool.inference")  # the real module, not this file's fake
-    inference = importlib.import_module("deblurtool.inference")
     torch.manual_seed(0)
     net = ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1)).eval()
     model = inference.Deblurrer(net, TileConfig(tile_size=16, tile_overlap=4), RuntimeConfig("cpu", "fp32"))
@@ -469,13 +450,15 @@ def test_failed_job_leaves_nothing_not_even_its_folders(tmp_path: Path, error: B
     assert not any(str(tmp_path) in name for name in _open_files())
 
 
-def test_failed_overwrite_keeps_the_old_output(app: typer.Typer, tmp_path: Path) -> None:
+def test_failed_overwrite_keeps_the_old_output(
+    app: typer.Typer, tmp_path: Path, fail_on_call: FailOnCall
+) -> None:
     spec = make_video(tmp_path / "in.mp4", frames=8)
     dst = tmp_path / "out.mp4"
     dst.write_bytes(b"the old output")
     stale = tmp_path / ".out.mp4.1.tmp.mp4"  # left by a run that was killed
     stale.write_bytes(b"half")
-    FakeDeblurrer.fail_at = 5
+    fail_on_call(5, RuntimeError("boom"))
     result = _cli(app, "video", spec.path, dst, "--overwrite", "--no-progress")
     assert result.exit_code == 2 and dst.read_bytes() == b"the old output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
@@ -502,15 +485,15 @@ def test_output_that_is_the_input_under_another_name(app: typer.Typer, tmp_path:
 # -- resume --------------------------------------------------------------------------------------------------
 
 
-def test_interrupted_folder_resumes(app: typer.Typer, tmp_path: Path) -> None:
+def test_interrupted_folder_resumes(app: typer.Typer, tmp_path: Path, fail_on_call: FailOnCall) -> None:
     src, dst = tmp_path / "in", tmp_path / "out"
     for i in range(5):
         save_image(src / f"{i}.png", make_image("u8_rgb", seed=i))
-    FakeDeblurrer.fail_at, FakeDeblurrer.error = 3, KeyboardInterrupt()
+    repair = fail_on_call(3, KeyboardInterrupt())
     result = _cli(app, "folder", src, dst, "--no-progress")
     assert result.exit_code == 130 and "interrupted" in result.output
     assert {p.name for p in dst.iterdir()} == {"0.png", "1.png", MANIFEST_NAME}
-    FakeDeblurrer.fail_at = None
+    repair()
     result = _cli(app, "folder", src, dst, "--no-progress")
     assert result.exit_code == 0 and "3 done, 2 skipped, 0 failed" in result.output
 
@@ -518,37 +501,30 @@ def test_interrupted_folder_resumes(app: typer.Typer, tmp_path: Path) -> None:
 # -- Ctrl-C in a real process --------------------------------------------------------------------------------
 
 _SLOW_RUN = """
-import signal, sys, time, types
+import signal, sys, time
 
 # As in a terminal: a parent started in the background (CI, `cmd &`) may pass SIGINT on as ignored, and
 # Python then installs no KeyboardInterrupt handler; the test is about what the tool does on Ctrl-C.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
-class Slow:
-    calls = 0
+from deblurtool.inference import Deblurrer  # the real one, loading $DEBLURTOOL_WEIGHTS (the tiny identity)
 
-    def __init__(self):
-        self.device, self.dtype, self.tile, self.notes = "cpu", "torch.float32", None, []
+real, calls = Deblurrer.deblur_array, [0]
 
-    @classmethod
-    def from_weights(cls, path=None, tile=None, runtime=None):
-        return cls()
+def slow(self, img):  # slowed down, so that Ctrl-C comes in the middle of the job
+    calls[0] += 1
+    if calls[0] == 2:
+        print("READY", flush=True)
+    time.sleep(0.2)
+    return real(self, img)
 
-    def deblur_array(self, img):
-        Slow.calls += 1
-        if Slow.calls == 2:
-            print("READY", flush=True)
-        time.sleep(0.2)
-        return img.copy()
-
-module = types.ModuleType("deblurtool.inference")
-module.Deblurrer = Slow
-sys.modules["deblurtool.inference"] = module
+Deblurrer.deblur_array = slow
 from deblurtool.cli import app
 app(sys.argv[1:], prog_name="deblurtool")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["video", "folder"])
 def test_ctrl_c_stops_cleanly_with_130(tmp_path: Path, command: str) -> None:
     script = tmp_path / "run.py"
@@ -589,7 +565,7 @@ def test_ctrl_c_stops_cleanly_with_130(tmp_path: Path, command: str) -> None:
 
 def test_colour_conversion_is_deterministic(tmp_path: Path) -> None:
     # swscale's slice threads made rows at slice boundaries of this frame vary between conversions.
-    from deblurtool.media.video_reader import to_rgb_array
+    from deblurtool.media.colour import to_rgb_array
 
     src = tmp_path / "odd.mkv"
     make_video(src, frames=1, audio=False, codec="ffv1", pix_fmt="yuv420p", width=17, height=9)

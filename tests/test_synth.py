@@ -225,7 +225,7 @@ def test_sources_read_like_the_rest_of_the_tool(tmp_path: Path) -> None:
     """Synth reads through the tool's own readers: images by bytes (any path encoding; cv2.imread fails on
     non-ASCII paths on some platforms, not on this Linux), video frames converted to RGB as `deblurtool video`
     converts them (swscale's direct path, which synth used before, darkens them by about a level)."""
-    from deblurtool.media.video_reader import to_rgb_array
+    from deblurtool.media.colour import to_rgb_u8
     from trainers.synth.dataset import read_image_rgb, read_video_frames
 
     img = texture(64, 80, seed=2)
@@ -238,5 +238,5 @@ def test_sources_read_like_the_rest_of_the_tool(tmp_path: Path) -> None:
     frames = read_video_frames(src / "clip.mp4", {0, 5})
     with av.open(str(src / "clip.mp4")) as container:
         decoded = [f for _, f in zip(range(6), container.decode(video=0), strict=False)]
-    assert np.array_equal(frames[5], to_rgb_array(decoded[5], "rgb24"))
+    assert np.array_equal(frames[5], to_rgb_u8(decoded[5]))
     assert not np.array_equal(frames[5], decoded[5].to_ndarray(format="rgb24"))  # the biased path differs

@@ -49,6 +49,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not TORCHRUN.is_file() and shutil.which("torchrun") is None, reason="torchrun not installed"
 )

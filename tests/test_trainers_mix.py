@@ -12,10 +12,11 @@ import torch
 from test_trainers_data import make_gopro, smooth_pair, write_pair
 
 from deblurtool.errors import DeblurError, InputError
+from deblurtool.evaluate import Scores, sharp_input_psnr
 from deblurtool.pairs import find_pairs
 from trainers.config import TrainConfig
 from trainers.data import MixedDataset, PairDataset, build_training_set
-from trainers.evaluate import EpochEvaluator, Scores, sharp_input_psnr
+from trainers.evaluate import EpochEvaluator
 from trainers.losses import frequency_loss, pixel_loss
 from trainers.run_files import read_metrics
 from trainers.train import train

@@ -7,7 +7,6 @@ types, so ``torch.load(weights_only=True)`` reads it back (nothing in a checkpoi
 
 from __future__ import annotations
 
-import os
 import random
 import typing
 from pathlib import Path
@@ -16,14 +15,14 @@ import numpy as np
 import torch
 
 from deblurtool.errors import InputError
-from deblurtool.fsutil import create_temp
+from deblurtool.fsutil import atomic_write
 
 CHECKPOINT_FORMAT = "deblurtool-train-checkpoint-v1"
 
 
 def rng_state() -> dict[str, object]:
     """Every RNG state of this process as tensors and plain types."""
-    np_state = np.random.get_state()
+    np_state = typing.cast(tuple[typing.Any, ...], np.random.get_state())
     return {
         "python": random.getstate(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
@@ -45,14 +44,8 @@ def set_rng_state(state: dict[str, typing.Any]) -> None:
 def save_checkpoint(state: dict[str, object], path: Path) -> None:
     """``state`` (with ``format`` set here) to ``path``, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = create_temp(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({**state, "format": CHECKPOINT_FORMAT}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp:
+        torch.save({**state, "format": CHECKPOINT_FORMAT}, tmp)
 
 
 def load_checkpoint(path: Path) -> dict[str, typing.Any]:

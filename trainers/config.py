@@ -95,7 +95,8 @@ class TrainConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        self.data = (self.data,) if isinstance(self.data, str) else tuple(str(p) for p in self.data)
+        data: object = self.data  # a plain string from older checkpoints or callers is one root
+        self.data = (data,) if isinstance(data, str) else tuple(str(p) for p in self.data)
         self.eval_extra = tuple(str(p) for p in self.eval_extra)
         self.mix = tuple(float(w) for w in self.mix)
         if not self.data:

@@ -11,6 +11,7 @@ state_dict file; never a randomly initialised VGG, which would make the loss mea
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,8 +33,9 @@ def _index_vgg16() -> None:
             index, block, conv = index + 1, block + 1, 0
             continue
         conv += 1
-        VGG16_LAYERS[f"block{block}_conv{conv}"] = (index, cin, int(item))
-        index, cin = index + 2, int(item)  # conv, then its ReLU
+        width = typing.cast(int, item)
+        VGG16_LAYERS[f"block{block}_conv{conv}"] = (index, cin, width)
+        index, cin = index + 2, width  # conv, then its ReLU
 
 
 _index_vgg16()
@@ -202,7 +204,8 @@ class VGGPerceptual(nn.Module):
 
     def features_of(self, x_pm1: torch.Tensor) -> list[torch.Tensor]:
         """Activations at the requested layers (in depth order) of ImageNet-normalised ``(x + 1) / 2``."""
-        x = ((x_pm1 + 1.0) * 0.5 - self.mean.to(x_pm1.dtype)) / self.std.to(x_pm1.dtype)
+        mean, std = typing.cast(torch.Tensor, self.mean), typing.cast(torch.Tensor, self.std)
+        x = ((x_pm1 + 1.0) * 0.5 - mean.to(x_pm1.dtype)) / std.to(x_pm1.dtype)
         taps, outs = set(self.taps), []
         for i, module in enumerate(self.features):
             x = module(x)

@@ -6,12 +6,13 @@ Enough to see a trend at a glance: axes with min/max labels, one coloured polyli
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from deblurtool.fsutil import write_bytes
 
 _COLOURS_BGR = [(180, 90, 30), (40, 130, 230), (60, 160, 60), (50, 50, 200), (150, 80, 150)]
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -77,6 +78,4 @@ def save_line_plot(
     ok, buf = cv2.imencode(".png", line_plot(series, **kwargs))  # type: ignore[arg-type]
     if not ok:
         raise RuntimeError(f"PNG encoding failed for {path}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    write_bytes(path, buf.tobytes())

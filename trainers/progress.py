@@ -1,4 +1,5 @@
-"""The trainer's progress: a rich bar with running losses on a terminal, else a plain line every N steps."""
+"""The trainer's progress: the tool's bar (``deblurtool.ui``) with running losses on a terminal, else a plain
+line every N steps (logs, nohup)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,11 @@ class Reporter:
 
     def __enter__(self) -> Reporter:
         if self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import TextColumn
 
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[losses]}"),
-            )
+            from deblurtool.ui import progress
+
+            self.progress = progress("steps", extra=[TextColumn("{task.fields[losses]}")])
             self.progress.__enter__()
         return self
 

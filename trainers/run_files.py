@@ -15,13 +15,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from torch import nn
-
-from deblurtool.fsutil import create_temp
+from deblurtool.fsutil import write_bytes
+from deblurtool.models.generator import ResnetGenerator
 
 METRIC_COLUMNS = (
     "epoch", "step", "wall_s", "lr", "g_loss", "g_adv", "g_perceptual", "g_pixel", "g_freq", "d_loss",
@@ -32,14 +30,7 @@ RUN_OUTPUTS = ("metrics.csv", "best.safetensors", "last.safetensors", "checkpoin
 
 
 def _write_text(path: Path, text: str) -> None:
-    fd, tmp = create_temp(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_config(out: Path, config: Mapping[str, object]) -> None:
@@ -74,7 +65,7 @@ def drop_unfinished_epochs(path: Path, epochs_done: int) -> None:
     write_metrics(path, [r for r in read_metrics(path) if int(r["epoch"]) <= epochs_done])
 
 
-def export_generator(generator: nn.Module, out: Path, meta: Mapping[str, str], *, best: bool) -> None:
+def export_generator(generator: ResnetGenerator, out: Path, meta: Mapping[str, str], *, best: bool) -> None:
     """``last.safetensors`` (and ``best.safetensors`` when ``best``) with the run's metadata."""
     from deblurtool.models.weights import save_generator
 

@@ -31,12 +31,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from deblurtool.errors import InputError, OutputError
+from deblurtool.evaluate import Scores
 from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
 from trainers.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from trainers.config import PER_INVOCATION, RESUMABLE_OVERRIDES, TrainConfig
 from trainers.critic import CriticConfig, PatchCritic
 from trainers.data import ResumableSampler, build_training_set
-from trainers.evaluate import EpochEvaluator, Scores
+from trainers.evaluate import EpochEvaluator
 from trainers.losses import (
     VGGPerceptual,
     clip_weights,

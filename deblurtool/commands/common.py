@@ -1,24 +1,31 @@
-"""Option aliases shared by the commands (same names at every layer) and the error-to-exit-code wrapper."""
+"""What the commands share: every option alias (same names at every layer), building and describing the
+model, and the error-to-exit-code wrapper. No command module imports another; they all import this.
+
+Nothing here imports torch at import time, so ``--help`` stays fast: the model is imported inside
+:func:`load_model`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from deblurtool.errors import EXIT_INTERRUPTED, EXIT_USAGE, DeblurError
+from deblurtool import ui
+from deblurtool.config import RuntimeConfig, TileConfig
+from deblurtool.errors import EXIT_INTERRUPTED, EXIT_USAGE, DeblurError, one_line
+
+if TYPE_CHECKING:
+    from deblurtool.inference import Deblurrer
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-err_console = Console(stderr=True, highlight=False)
 
 
 class _State:
@@ -57,10 +64,13 @@ Weights = Annotated[
     ),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
+NoProgress = Annotated[
+    bool, typer.Option("--no-progress", help="Do not draw the progress bar (e.g. in logs).")
+]
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    ui.error(message)
     return typer.Exit(code)
 
 
@@ -76,7 +86,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
                 traceback.print_exc(file=sys.stderr)
             raise fail(str(e), e.exit_code) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]")
+            ui.interrupted()
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
@@ -87,3 +97,67 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise fail(f"{type(e).__name__}: {first} (--debug shows the traceback)", EXIT_USAGE) from None
 
     return wrapper
+
+
+# -- the model -----------------------------------------------------------------------------------------------
+
+
+def tile_config(tile_size: int | None, tile_overlap: int | None, batch_size: int | None) -> TileConfig | None:
+    """The tiling the tile options ask for: None (the device's default for each frame size) when all three
+    are left out; if only some are given, the others take TileConfig's defaults (256 / 32 / 4)."""
+    asked = {"tile_size": tile_size, "tile_overlap": tile_overlap, "batch_size": batch_size}
+    given = {k: v for k, v in asked.items() if v is not None}
+    return TileConfig(**given) if given else None
+
+
+def load_model(
+    weights: Path | None,
+    *,
+    device: str,
+    precision: str,
+    tile_size: int | None,
+    tile_overlap: int | None,
+    batch_size: int | None,
+) -> Deblurrer:
+    """Build the Deblurrer from the CLI's knobs and print the lines saying what will run."""
+    from deblurtool.inference import Deblurrer  # heavy (torch): only when a command actually runs
+
+    tile = tile_config(tile_size, tile_overlap, batch_size)
+    runtime = RuntimeConfig(device=device, precision=precision)
+    with naming_the_file(weights, "the model could not be loaded, nothing was written"):
+        model = Deblurrer.from_weights(weights, tile=tile, runtime=runtime)
+    ui.say(describe_model(model))
+    for text in model.notes:
+        ui.say(f"note: {text}")
+    return model
+
+
+def describe_model(model: Deblurrer) -> str:
+    """One line: device, precision, tile settings and weights file actually used. A tiling that is the
+    device's default (which may change with the frame size) says so."""
+    from deblurtool.devices import precision_name
+
+    tile = model.tile
+    if tile.tile_size == 0:
+        tiles = f"whole frames, batch_size {tile.batch_size}"
+    else:
+        tiles = f"tile_size {tile.tile_size}, tile_overlap {tile.tile_overlap}, batch_size {tile.batch_size}"
+    if model.auto_tile:
+        tiles += " (device default)"
+    weights = model.weights_path if model.weights_path is not None else "in memory"
+    return (
+        f"model: device {model.device}, precision {precision_name(model.dtype)}, {tiles}, weights {weights}"
+    )
+
+
+@contextlib.contextmanager
+def naming_the_file(path: Path | None, outcome: str) -> Iterator[None]:
+    """Turn an unexpected exception (a bug, an unforeseen library error) into a one-line DeblurError that
+    names ``path`` (when there is one) and says ``outcome``; ``--debug`` still shows the original traceback
+    (it is chained)."""
+    try:
+        yield
+    except DeblurError:
+        raise
+    except Exception as e:
+        raise DeblurError(f"failed: {one_line(e)}; {outcome} (--debug shows the traceback)", path) from e

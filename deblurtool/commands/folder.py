@@ -3,41 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from deblurtool.commands.common import Device, Overwrite, Precision, Weights, handle_errors
-from deblurtool.commands.video import (
+from deblurtool import ui
+from deblurtool.commands.common import (
     BatchSize,
+    Device,
     NoProgress,
+    Overwrite,
+    Precision,
     TileOverlap,
     TileSize,
+    Weights,
+    handle_errors,
     load_model,
     naming_the_file,
-    precision_name,
-    stdout,
 )
 from deblurtool.errors import PartialFailure
-
-
-def settings_signature(model: Any, weights: Path | None) -> str:
-    """What must match for an existing output to count as done: the weights file's content and the numeric
-    settings (precision and tiling change the output slightly; the device alone does not)."""
-    explicit = getattr(model, "signature", None)
-    if explicit:
-        return str(explicit)
-    digest = "default"
-    try:
-        from deblurtool.models.weights import default_weights_path, file_sha256
-
-        path = weights if weights is not None else default_weights_path()
-        digest = file_sha256(path)[:16]
-    except Exception:  # a fake or in-memory model: fall back to the name given
-        digest = str(weights) if weights is not None else "default"
-    tile = getattr(model, "tile", None)
-    tiles = "default" if tile is None else f"{tile.tile_size}/{tile.tile_overlap}"
-    return f"weights={digest};precision={precision_name(getattr(model, 'dtype', '?'))};tile={tiles}"
 
 
 @handle_errors
@@ -86,15 +70,9 @@ def folder(
         batch_size=batch_size,
     )
     with naming_the_file(src, "outputs finished so far are kept, re-run to resume"):
-        summary = run_folder(
-            src,
-            dst,
-            model,
-            overwrite=overwrite,
-            progress=not no_progress,
-            signature=settings_signature(model, weights),
-        )
-    stdout.print(summary.line(), markup=False, soft_wrap=True)
+        bar = ui.ProgressBar("img/s", enabled=not no_progress)
+        summary = run_folder(src, dst, model, overwrite=overwrite, progress=bar, signature=model.signature)
+    ui.say(summary.line())
     if summary.failed:
         total = summary.done + summary.skipped + len(summary.failed)
         raise PartialFailure(f"{len(summary.failed)} of {total} image(s) failed (listed above)", src)

@@ -6,16 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
+from deblurtool import ui
 from deblurtool.commands.common import Overwrite, handle_errors
 from deblurtool.errors import DeblurError
 
@@ -30,8 +22,6 @@ about 720p content scale first (blur lengths follow GoPro's at 720p), videos giv
 Writes OUT/train/SEQ/{blur,sharp}/NNNNNN.png, OUT/test/... (held-out source files) and OUT/manifest.json.
 Same sources and --seed give byte-identical files.
 """
-
-console = Console(highlight=False)
 
 Src = Annotated[Path, typer.Argument(help="Folder of sharp images and/or videos (searched recursively).")]
 Out = Annotated[Path, typer.Argument(help="Output dataset folder (GoPro layout).")]
@@ -103,14 +93,7 @@ def synth(
         )
     except ValueError as e:
         raise DeblurError(str(e)) from None
-    columns = (
-        TextColumn("synth"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
+    with ui.progress("pairs") as bar:
         task = bar.add_task("synth", total=None)
 
         def progress(done: int, total: int) -> None:
@@ -130,7 +113,7 @@ def synth(
             progress=progress,
         )
     n_train = len(manifest["samples"]) - manifest["test_count"]
-    console.print(
+    ui.say(
         f"wrote {n_train} train + {manifest['test_count']} test pairs from {len(manifest['sources'])} sources"
         f" ({len(manifest['test_sources'])} held out) to {out}"
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from deblurtool import ui
 from deblurtool.commands.common import Device, Overwrite, Precision, handle_errors
 
 if TYPE_CHECKING:
@@ -322,7 +324,7 @@ def train(
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun the summary is rank 0's, like every other line of the run
     state = "stopped early" if result.stopped_early else "done"
-    typer.echo(
+    ui.say(
         f"{state}: {result.epochs_done} epochs, step {result.global_step}; best epoch {result.best_epoch} "
         f"(PSNR {result.best_psnr:.3f} dB, SSIM {result.best_ssim:.4f}) -> {result.out / 'best.safetensors'}"
     )
@@ -367,4 +369,4 @@ def parse_train_args(argv: list[str]) -> tuple[TrainConfig, set[str]]:
     app.command()(train)
     command = typer.main.get_command(app)
     with command.make_context("train", list(argv)) as ctx:
-        return config_from_context(ctx)
+        return config_from_context(typing.cast(typer.Context, ctx))

@@ -1,4 +1,4 @@
-"""Read and write still images with OpenCV, keeping their mode, depth and metadata.
+"""Read and write still images with OpenCV, keeping mode, depth and metadata: the tool's one image reader.
 
 Images are read with ``cv2.IMREAD_UNCHANGED`` so nothing is converted behind our back: 8- or 16-bit, gray
 (HxW), gray+alpha (HxWx2), BGR (HxWx3) or BGRA (HxWx4), in OpenCV's channel order. :func:`split_for_model`
@@ -27,8 +27,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deblurtool.errors import InputError, OutputError
+from deblurtool.errors import InputError, OutputError, one_line
+from deblurtool.fsutil import write_bytes
 
+# The image formats every command reads (folder inputs, blur/sharp pairs) and writes.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 # Explicit so outputs do not change when OpenCV's defaults do: near-transparent JPEG quality, fast PNG.
@@ -99,10 +101,15 @@ class ImageData:
     metadata: tuple[np.ndarray, ...] = field(default=(), repr=False)
 
 
-def read_image(path: Path) -> ImageData:
-    """Decode ``path``; a zero-byte, truncated, non-image or unsupported-depth file: :class:`InputError`."""
+def _decode(path: Path, flags: int) -> tuple[np.ndarray, tuple[int, ...], tuple[np.ndarray, ...]]:
+    """The one decoder behind both readers: ``(pixels, metadata types, metadata chunks)`` in OpenCV layout.
+
+    The bytes are read by numpy, not ``cv2.imread`` (which returns None for non-ASCII paths); a zero-byte,
+    truncated, non-image or unsupported-depth file is one :class:`InputError` line, with the codec's own
+    message as the reason where it printed one.
+    """
     try:
-        data = np.fromfile(path, dtype=np.uint8)  # not cv2.imread: that returns None on non-ASCII paths
+        data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise InputError(f"cannot read ({e.strerror or e})", path) from None
     if data.size == 0:
@@ -112,7 +119,7 @@ def read_image(path: Path) -> ImageData:
     messages: list[str] = []
     try:
         with _quiet_opencv(), _codec_messages(messages):
-            pixels, types, chunks = cv2.imdecodeWithMetadata(data, cv2.IMREAD_UNCHANGED)
+            pixels, types, chunks = cv2.imdecodeWithMetadata(data, flags)
     except cv2.error:
         pixels, types, chunks = None, (), ()
     if pixels is None or pixels.size == 0:
@@ -122,7 +129,27 @@ def read_image(path: Path) -> ImageData:
         raise InputError(f"{pixels.dtype} samples are not supported (8- and 16-bit images are)", path)
     if pixels.ndim == 3 and pixels.shape[2] not in (2, 3, 4):
         raise InputError(f"{pixels.shape[2]} channels are not supported (gray, RGB and RGBA are)", path)
-    return ImageData(pixels, tuple(int(t) for t in types), tuple(np.asarray(c) for c in chunks))
+    return pixels, tuple(int(t) for t in types), tuple(np.asarray(c) for c in chunks)
+
+
+def read_image(path: Path) -> ImageData:
+    """Decode ``path`` as stored (``IMREAD_UNCHANGED``: mode, depth and metadata kept) for the folder
+    pipeline; a zero-byte, truncated, non-image or unsupported-depth file: :class:`InputError`."""
+    pixels, types, chunks = _decode(path, cv2.IMREAD_UNCHANGED)
+    return ImageData(pixels, types, chunks)
+
+
+def read_rgb_u8(path: Path) -> np.ndarray:
+    """An image file as HxWx3 uint8 RGB, for scoring and training: gray replicated, alpha dropped, 16-bit
+    scaled to 8 bits and the EXIF orientation applied (OpenCV's ``IMREAD_COLOR``).
+
+    Errors as :func:`read_image`'s, said as ``cannot read this image: <reason>``.
+    """
+    try:
+        bgr, _, _ = _decode(path, cv2.IMREAD_COLOR)
+    except InputError as e:
+        raise InputError(f"cannot read this image: {one_line(e)}", path) from None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def split_for_model(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -144,19 +171,15 @@ def merge_from_model(rgb: np.ndarray, alpha: np.ndarray | None, like: np.ndarray
         raise ValueError(
             f"model output {rgb.dtype} {rgb.shape} does not match the input {like.dtype} {like.shape}"
         )
+    has_alpha = like.ndim == 3 and like.shape[2] in (2, 4)
+    if has_alpha and alpha is None:
+        raise ValueError(f"the input {like.shape} has alpha: pass it back (split_for_model kept it)")
     if like.ndim == 2 or like.shape[2] == 2:
         total = rgb.astype(np.uint32).sum(axis=2)
         gray = ((total + 1) // 3).astype(like.dtype)  # rounded mean: equal channels come back exactly
-        return gray if like.ndim == 2 else np.dstack([gray, alpha])
+        return np.dstack([gray, alpha]) if alpha is not None else gray
     bgr = rgb[:, :, ::-1]
-    if like.shape[2] == 4:
-        return np.ascontiguousarray(np.dstack([bgr, alpha]))
-    return np.ascontiguousarray(bgr)
-
-
-def temp_path(path: Path) -> Path:
-    """A hidden name beside ``path`` with the same extension (so encoders pick the same format)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    return np.ascontiguousarray(np.dstack([bgr, alpha]) if alpha is not None else bgr)
 
 
 def write_image(path: Path, image: ImageData, *, overwrite: bool = False) -> None:
@@ -179,13 +202,7 @@ def write_image(path: Path, image: ImageData, *, overwrite: bool = False) -> Non
             raise OutputError(f"cannot encode as {ext} ({e.err or e})", path) from None
     if not ok or buf is None:
         raise OutputError(f"cannot encode a {image.pixels.dtype} {image.pixels.shape} image as {ext}", path)
-    tmp = temp_path(path)
     try:
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(e, OSError):
-            raise OutputError(f"cannot write ({e.strerror or e})", path) from None
-        raise
+        write_bytes(path, buf.tobytes())
+    except OSError as e:  # the disk filled up while writing (creating and renaming are OutputErrors already)
+        raise OutputError(f"cannot write ({e.strerror or e})", path) from None

@@ -36,10 +36,10 @@ import av.video.stream
 import numpy as np
 
 from deblurtool.errors import InputError
+from deblurtool.media.colour import to_rgb_array
 
 _POLL_S = 0.1  # how often a blocked thread looks at the stop event
 _PROBE_MAX_SKIPPED = 250  # rejected video packets before the first frame after which the input is refused
-SWS_THREADS = 1  # swscale threads per conversion: more made results vary from run to run (see to_rgb_array)
 
 
 @dataclass(frozen=True)
@@ -117,12 +117,9 @@ def _pick_video_stream(container: av.container.InputContainer, path: Path) -> av
 
 
 def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
-    for side in frame.side_data:
-        if side.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
-            raw = bytes(side)
-            if len(raw) == 36:
-                return struct.unpack("=9i", raw)
-    return None
+    kind = av.sidedata.sidedata.Type.DISPLAYMATRIX
+    raw = bytes(frame.side_data[kind]) if kind in frame.side_data else b""
+    return struct.unpack("=9i", raw) if len(raw) == 36 else None
 
 
 def _estimate_frames(
@@ -386,24 +383,6 @@ class VideoReader:
 
 class _Stopped(Exception):
     """Raised inside the reader thread to unwind when the pipeline's stop event is set."""
-
-
-def to_rgb_array(frame: av.VideoFrame, array_format: str) -> np.ndarray:
-    """HxWx3 RGB (``rgb24`` -> uint8, ``rgb48le`` -> uint16) from a decoded frame, without colour bias.
-
-    swscale's direct path from 4:2:0/4:2:2 to packed RGB truncates: measured on this FFmpeg, every 8-bit
-    round trip darkened pictures by about 1.2 levels on average (and its accurate-rounding flags corrupt NV12
-    and 10-bit 4:2:0 outright). Upsampling chroma to 16-bit 4:4:4 first, then converting, is unbiased
-    (mean error under 0.1 level) for every YUV format tried, for ~7 ms per 720p frame.
-
-    One swscale thread (``SWS_THREADS``): with its default slice threads, the same decoded 17x9 4:2:0 frame
-    converted 1000 times gave 3 different results (rows at slice boundaries varied); one thread was always
-    identical, and no slower here (5.0 against 7.6 ms per 720p frame on 2 cores).
-    """
-    fmt = frame.format
-    if not fmt.is_rgb and not fmt.has_palette and len(fmt.components) >= 3:
-        frame = frame.reformat(format="yuv444p16le", threads=SWS_THREADS)
-    return frame.to_ndarray(format=array_format, threads=SWS_THREADS)
 
 
 def _bit_depth(frame: av.VideoFrame) -> int:

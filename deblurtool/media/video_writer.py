@@ -23,22 +23,16 @@ import av.error
 import av.stream
 import av.video.stream
 import numpy as np
-from av.video.reformatter import Interpolation
 
 from deblurtool.config import EncodeConfig
 from deblurtool.errors import DeblurError, OutputError
-from deblurtool.media.video_reader import SWS_THREADS, VideoInfo
+from deblurtool.media.colour import from_rgb_array, output_color_range
+from deblurtool.media.video_reader import VideoInfo
 
 _POLL_S = 0.1
 
 # Encoders that take a constant-quality ``crf`` option, with its largest value.
 _CRF_MAX = {"libx264": 51, "libx264rgb": 51, "libx265": 51, "libvpx": 63, "libvpx-vp9": 63, "libsvtav1": 63}
-
-# FFmpeg AVColorSpace -> swscale colour matrix (PyAV's ``Colorspace`` uses swscale's SWS_CS_* numbering).
-_SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
-
-# Accurate rounding: measured unbiased (mean error ~0.01 level) from RGB to 8- and 10-bit YUV.
-_ACCURATE = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
 
 
 @dataclass(frozen=True)
@@ -96,36 +90,6 @@ def choose_pix_fmt(codec_name: str, requested: str | None, info: VideoInfo) -> s
         if name in formats and _fits(name, w, h):
             return name
     raise DeblurError(f"{codec_name} has no pixel format for a {w}x{h} frame (try --codec ffv1)")
-
-
-def output_color_range(pix_fmt: str, input_range: int) -> int:
-    """The AVColorRange to convert to and tag: the input's, but 2 (full) for an untagged input made gray.
-
-    swscale produces gray samples in full range, while decoders of YUV codecs read an untagged stream as
-    limited range (FFmpeg's H.264 decoder returns monochrome as yuv420p): untagged, a gray video written by
-    libx264 came back with its contrast stretched by 255/219 (measured: +3.4 levels on average, +14 at most).
-    """
-    if not input_range and pix_fmt.startswith("gray"):
-        return 2
-    return input_range
-
-
-# Full-range gray written from numpy: swscale's RGB -> gray16le came out up to 252/65535 too bright
-# (measured on a ramp), and a weighted sum is exact for gray content (equal channels).
-_GRAY_FORMATS: dict[str, type[np.unsignedinteger]] = {"gray": np.uint8, "gray16le": np.uint16}
-
-
-def _to_gray(rgb: np.ndarray, colorspace: int, dtype: type[np.unsignedinteger]) -> np.ndarray:
-    """HxWx3 uint8/uint16 RGB -> HxW full-range luma of ``dtype`` (BT.709 weights for a BT.709 input, else
-    BT.601, as swscale would use)."""
-    weights = (0.2126, 0.7152, 0.0722) if colorspace == 1 else (0.299, 0.587, 0.114)
-    scale = np.iinfo(dtype).max / np.iinfo(rgb.dtype).max
-    luma = rgb.astype(np.float32) @ np.asarray(weights, np.float32) * np.float32(scale)
-    return np.clip(np.rint(luma), 0, np.iinfo(dtype).max).astype(dtype)
-
-
-def _rgb_format(rgb: np.ndarray) -> str:
-    return "rgb24" if rgb.dtype == np.uint8 else "rgb48le"
 
 
 class VideoWriter:
@@ -311,26 +275,7 @@ class VideoWriter:
                 self._error = self._error or e
 
     def _to_video_frame(self, item: _Frame) -> av.VideoFrame:
-        gray_dtype = _GRAY_FORMATS.get(self.pix_fmt)
-        if gray_dtype is not None and self.color_range == 2:
-            luma = _to_gray(item.rgb, self.info.colorspace, gray_dtype)
-            frame = av.VideoFrame.from_ndarray(luma, format=self.pix_fmt)
-            frame.color_range = 2
-            frame.pts = item.pts
-            frame.time_base = self.info.time_base
-            return frame
-        frame = av.VideoFrame.from_ndarray(item.rgb, format=_rgb_format(item.rgb))
-        target = av.VideoFormat(self.pix_fmt)
-        if not target.is_rgb:
-            # Convert with the input's matrix and range so the colours read back as they were decoded.
-            matrix = _SWS_MATRIX.get(self.info.colorspace)
-            frame = frame.reformat(
-                format=self.pix_fmt,
-                dst_colorspace=matrix,
-                dst_color_range=self.color_range or None,
-                interpolation=_ACCURATE,
-                threads=SWS_THREADS,
-            )
+        frame = from_rgb_array(item.rgb, self.pix_fmt, self.info.colorspace, self.color_range)
         frame.pts = item.pts
         frame.time_base = self.info.time_base
         return frame

@@ -103,7 +103,9 @@ class ResnetGenerator(nn.Module):
         # Residual blocks start close to identity (small last BN scale), and so does the whole generator.
         for m in self.modules():
             if isinstance(m, ResBlock):
-                nn.init.constant_(m.body[-1].weight, 0.1)
+                last_bn = m.body[-1]
+                assert isinstance(last_bn, nn.BatchNorm2d)
+                nn.init.constant_(last_bn.weight, 0.1)
         nn.init.zeros_(self.head.weight)
         if self.head.bias is not None:
             nn.init.zeros_(self.head.bias)

@@ -10,6 +10,9 @@ precision an 8- or 16-bit image needs). The header's text metadata holds::
     config          JSON of GeneratorConfig.to_dict(), so loading builds the right network without guessing
     ...             any extra strings the writer adds (training step, data, scores)
 
+Where the shipped files live: the repository's top-level ``weights/`` folder, which installs as the package
+data of ``deblurtool.weights`` (``pip install .`` and the wheel carry it; found with ``importlib.resources``).
+
 Model card (``weights/README.md``): every file shipped in ``weights/`` is listed on a line of the exact
 form ``sha256 <64 lowercase hex>  <filename>`` (two spaces, like ``sha256sum`` output, conventionally inside
 a fenced code block). Files in ``weights/`` that the card lists are verified on load, so a corrupt download
@@ -20,6 +23,7 @@ elsewhere is not checked.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import os
 import re
@@ -30,16 +34,29 @@ from safetensors import safe_open
 from safetensors.torch import save
 
 from deblurtool.errors import WeightsError
-from deblurtool.fsutil import create_temp
+from deblurtool.fsutil import write_bytes
 from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
 
 FORMAT = "deblurtool-generator"
 FORMAT_VERSION = "1"
 DEFAULT_WEIGHTS_NAME = "deblurtool-resnet9.safetensors"
 ENV_WEIGHTS = "DEBLURTOOL_WEIGHTS"
-# The package is installed editable from the repository, so the repo root is two folders above this package.
-# A module attribute (not a constant folded into functions) so tests can point it at a temporary repo.
-REPO_ROOT: Path = Path(__file__).resolve().parents[2]
+CARD_NAME = "README.md"
+
+
+def _shipped_weights_dir() -> Path:
+    """The folder of the shipped weights: package data of ``deblurtool.weights`` (the repository's
+    ``weights/`` in a checkout or an editable install; ``deblurtool/weights/`` in an installed wheel)."""
+    try:
+        card = importlib.resources.files("deblurtool.weights").joinpath(CARD_NAME)
+    except ModuleNotFoundError:  # run from a source tree that was never installed
+        return Path(__file__).resolve().parents[2] / "weights"
+    return Path(str(card)).parent
+
+
+# The folder holding ``weights/``: the repository, or the installed package. A module attribute (not a
+# constant folded into functions) so tests can point it at a temporary one.
+REPO_ROOT: Path = _shipped_weights_dir().parent
 
 _RESERVED_KEYS = ("format", "format_version", "config")
 _CARD_LINE = re.compile(r"^\s*sha256 ([0-9a-fA-F]{64})  (\S(?:.*\S)?)\s*$")
@@ -47,12 +64,12 @@ _SKIPPED_SUFFIX = "num_batches_tracked"
 
 
 def weights_dir() -> Path:
-    """The repository's ``weights/`` folder (shipped models and their card)."""
+    """The ``weights/`` folder of shipped models and their card (see ``REPO_ROOT``)."""
     return REPO_ROOT / "weights"
 
 
 def card_path() -> Path:
-    return weights_dir() / "README.md"
+    return weights_dir() / CARD_NAME
 
 
 def file_sha256(path: Path) -> str:
@@ -82,7 +99,7 @@ def card_checksums(card: Path) -> dict[str, str]:
 
 
 def default_weights_path() -> Path:
-    """``$DEBLURTOOL_WEIGHTS`` if set, else ``<repo>/weights/deblurtool-resnet9.safetensors``.
+    """``$DEBLURTOOL_WEIGHTS`` if set, else the shipped ``weights/deblurtool-resnet9.safetensors``.
 
     Raises WeightsError if that file does not exist: an untrained network would silently return its input.
     """
@@ -138,16 +155,8 @@ def save_generator(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = save(tensors, metadata=metadata)  # in memory (tens of MB): written through our own temp file
-    fd, tmp = create_temp(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        digest = hashlib.sha256(data).hexdigest()
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return digest
+    write_bytes(path, data, fsync=True)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:

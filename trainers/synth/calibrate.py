@@ -17,6 +17,7 @@ so ``scripts/calibrate_synth.py`` can put real and synthetic sets side by side:
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Sequence
 
 import cv2
@@ -132,8 +133,8 @@ def noise_sigma(rgb_u8: np.ndarray, bands: Sequence[tuple[int, int]] = LEVEL_BAN
     g = gray(rgb_u8)
     mask = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
     resp = np.abs(cv2.filter2D(g, -1, mask, borderType=cv2.BORDER_REFLECT))[1:-1, 1:-1]
-    grad = cv2.Sobel(g, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(g, cv2.CV_32F, 0, 1) ** 2
-    grad = cv2.GaussianBlur(grad, (0, 0), 2.0)[1:-1, 1:-1]
+    sobel2 = cv2.Sobel(g, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(g, cv2.CV_32F, 0, 1) ** 2
+    grad = np.asarray(cv2.GaussianBlur(sobel2, (0, 0), 2.0))[1:-1, 1:-1]
     level = cv2.blur(g, (5, 5))[1:-1, 1:-1]
     out = []
     for lo, hi in bands:
@@ -196,9 +197,10 @@ def pair_stats(
 
 def summarize(stats: Sequence[dict[str, object]]) -> dict[str, float]:
     """The figures of a set: blur-length percentiles, share of linear-light patches, noise per band, ..."""
-    lengths = np.array([f[0] for s in stats for f in s["fits"]], dtype=float)  # type: ignore[attr-defined]
-    explained = np.array([f[2] for s in stats for f in s["fits"]], dtype=float)  # type: ignore[attr-defined]
-    domains = np.array([d for s in stats for d in s["domains"]], dtype=float)  # type: ignore[attr-defined]
+    fits = [f for s in stats for f in typing.cast(list[tuple[float, float, float]], s["fits"])]
+    lengths = np.array([f[0] for f in fits], dtype=np.float64)
+    explained = np.array([f[2] for f in fits], dtype=np.float64)
+    domains = np.array([d for s in stats for d in typing.cast(list[float], s["domains"])], dtype=np.float64)
     out: dict[str, float] = {"pairs": float(len(stats)), "patches": float(len(lengths))}
     if len(lengths):
         for q in (10, 25, 50, 75, 90):

@@ -10,9 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import multiprocessing as mp
-import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ import cv2
 import numpy as np
 
 from deblurtool.errors import InputError, OutputError
-from deblurtool.media.video_reader import to_rgb_array
-from deblurtool.pairs import read_rgb_u8
+from deblurtool.fsutil import write_bytes
+from deblurtool.media.colour import to_rgb_u8
+from deblurtool.media.image_io import read_rgb_u8
 from trainers.synth.blur import SynthParams, content_rescale, synthesize
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
@@ -115,7 +115,8 @@ def plan_tasks(
             return []
         per = np.full(len(items), total // len(items))
         per[rng.permutation(len(items))[: total % len(items)]] += 1
-        tasks, next_name = [], {}
+        tasks: list[Task] = []
+        next_name: dict[str, int] = {}
         for i, (it, k) in enumerate(zip(items, per, strict=True)):
             for j in range(int(k)):
                 next_name[it.seq] = next_name.get(it.seq, 0) + 1
@@ -148,7 +149,7 @@ def read_video_frames(path: str | Path, wanted: set[int]) -> dict[int, np.ndarra
             stream.thread_type = "AUTO"
             for i, frame in enumerate(container.decode(stream)):
                 if i in wanted:
-                    out[i] = to_rgb_array(frame, "rgb24")
+                    out[i] = to_rgb_u8(frame)
                 if len(out) == len(wanted):
                     break
     except (av.FFmpegError, IndexError) as e:
@@ -176,13 +177,7 @@ def _write_png(path: Path, rgb_u8: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", rgb_u8[..., ::-1])
     if not ok:
         raise OutputError("cannot encode PNG", path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(buf.tobytes())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write: {e.strerror}", path) from None
+    write_bytes(path, buf.tobytes())
 
 
 def run_tasks(
@@ -266,6 +261,7 @@ def make_dataset(
     records: list[dict[str, Any]] = []
     done = 0
     job = functools.partial(run_tasks, out=out, params=params, wanted=wanted)
+    results: Iterator[list[dict[str, Any]]]
     if workers <= 1:
         results = map(job, chunks)
         pool = None
@@ -292,7 +288,5 @@ def make_dataset(
         "test_sources": sorted({r["source"] for r in records if r["split"] == "test"}),
         "samples": records,
     }
-    tmp = out / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / "manifest.json")
+    write_bytes(out / "manifest.json", json.dumps(manifest, indent=1).encode("utf-8"))
     return manifest

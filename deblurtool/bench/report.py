@@ -1,0 +1,133 @@
+"""The bench report: where and when it was measured, the JSON file, and the tables the command prints."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import platform
+import re
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.table import Table
+
+from deblurtool.errors import OutputError
+from deblurtool.fsutil import write_bytes
+
+# Published numbers shown beside ours (GoPro test set): (label, protocol, PSNR dB, SSIM or None if not given).
+REFERENCES = (
+    ("DeblurGAN report (resize256)", "resize256", 26.42, 0.87),
+    ("DeblurGAN paper (full)", "full", 28.7, None),  # Kupyn et al. 2018 (PSNR only here)
+)
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+        if m:
+            return m.group(1).strip()
+    return platform.processor() or platform.machine()
+
+
+def system_info(device: torch.device) -> dict[str, Any]:
+    """Where and when this was measured, and the command line, for the JSON report."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
+    return {
+        "device": str(device),
+        "device_name": name,
+        "cpu_model": cpu_model(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no inf/nan: such floats (e.g. the PSNR of identical images) become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def check_writable(path: Path | None, *, overwrite: bool) -> None:
+    """Refuse an existing output before spending minutes measuring."""
+    if path is not None and Path(path).exists() and not overwrite:
+        raise OutputError("already exists (pass --overwrite to replace it)", path)
+
+
+def write_output(path: Path, data: bytes, *, overwrite: bool) -> None:
+    """Write a report file (JSON, example image) temp-then-rename, refusing an existing one unless
+    ``overwrite``; its folder is created."""
+    check_writable(path, overwrite=overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, data)
+
+
+def write_json(path: Path, report: dict[str, Any], *, overwrite: bool) -> None:
+    """Write ``report`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    text = json.dumps(_finite(report), indent=2, allow_nan=False) + "\n"
+    write_output(Path(path), text.encode("utf-8"), overwrite=overwrite)
+
+
+# --- tables ---
+def speed_table(report: dict[str, Any]) -> Table:
+    s, sysinfo = report["speed"], report["system"]
+    w, h = s["resolution"]
+    peaks = ", ".join(f"{k} {v:.3g}" for k, v in s["matmul_peak_tflops"].items())
+    t = Table(
+        title=f"Speed: {w}x{h} frame, {sysinfo['device_name']} ({sysinfo['device']}, {sysinfo['threads']} "
+        f"threads), median of {s['runs']}; matmul peak TFLOP/s {peaks}",
+        title_justify="left",
+        caption="variant: precision, tile/overlap, batch (b); * the default settings; %peak: of the matmul "
+        "peak in the same dtype; MiB: "
+        + ("CUDA max allocated" if "cuda" in sysinfo["device"] else "peak RSS"),
+    )
+    for col in ("variant", "ms/frame", "fps", "tiles/s", "GMAC", "TFLOP/s", "%peak", "MiB", "speedup"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    for r in s["variants"]:
+        t.add_row(
+            ("* " if r["is_default"] else "") + r["name"], f"{r['ms_per_frame']:.0f}", f"{r['fps']:.3g}",
+            f"{r['tiles_per_s']:.3g}", f"{r['macs_per_frame'] / 1e9:.1f}", f"{r['tflops']:.3f}",
+            f"{100 * r['fraction_of_peak']:.0f}", f"{r['peak_mem_mib']:.0f}",
+            f"{r['speedup_vs_baseline']:.2f}x",
+        )  # fmt: skip
+    return t
+
+
+def quality_table(q: dict[str, Any]) -> Table:
+    t = Table(
+        title=f"Quality on {q['count']} pairs, protocol {q['protocol']} ({q['data']})",
+        title_justify="left",
+        caption="input: the blurry frame itself (the do-nothing baseline). ref: published means over the "
+        "GoPro test set; * marks the protocol used here (numbers on another protocol are not comparable)",
+    )
+    t.add_column("image", no_wrap=True, overflow="ellipsis", min_width=21)
+    for col in ("input PSNR", "input SSIM", "model PSNR", "model SSIM", "gain dB"):
+        t.add_column(col, justify="right")
+    for r in q["rows"]:
+        t.add_row(
+            r["name"], f"{r['input_psnr']:.2f}", f"{r['input_ssim']:.3f}", f"{r['model_psnr']:.2f}",
+            f"{r['model_ssim']:.3f}", f"{r['model_psnr'] - r['input_psnr']:+.2f}",
+        )  # fmt: skip
+    t.add_section()
+    m, i = q["model"], q["input"]
+    t.add_row("[bold]mean[/]", f"{i['psnr']:.2f}", f"{i['ssim']:.3f}", f"[bold]{m['psnr']:.2f}[/]",
+              f"[bold]{m['ssim']:.3f}[/]", f"{m['psnr'] - i['psnr']:+.2f}")  # fmt: skip
+    t.add_section()
+    for label, protocol, ref_psnr, ref_ssim in REFERENCES:
+        mark = "*" if protocol == q["protocol"] else " "
+        ssim_text = "-" if ref_ssim is None else f"{ref_ssim:.2f}"
+        t.add_row(f"[dim]{mark}ref {label}[/]", "", "", f"{ref_psnr:.2f}", ssim_text, "")
+    return t

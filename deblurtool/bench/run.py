@@ -1,0 +1,144 @@
+"""One bench run from one config: load the model, time it, score it, write the JSON report.
+
+``deblurtool bench`` is :func:`run_bench` of a :class:`BenchConfig` plus printing its tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deblurtool import devices
+from deblurtool.bench.quality import run_quality
+from deblurtool.bench.report import check_writable, system_info, write_json
+from deblurtool.bench.speed import run_speed
+from deblurtool.config import RuntimeConfig, TileConfig
+from deblurtool.errors import DeblurError, InputError, WeightsError
+from deblurtool.inference import Deblurrer
+from deblurtool.models import weights as wmod
+from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
+from deblurtool.pairs import find_pairs
+
+log = logging.getLogger(__name__)
+
+# The two genuine GoPro pairs shipped with the repository (not with the wheel: there --data is needed).
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "samples" / "gopro"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure. ``resolution`` is (width, height) of the frame timed for speed; ``tile`` None uses the
+    device's default for each frame size; ``data`` None the shipped sample pairs; ``resize`` 0 scores full
+    frames; ``json_out`` and ``save_examples`` are outputs (refused if they exist, unless ``overwrite``)."""
+
+    device: str = "auto"
+    precision: str = "auto"
+    resolution: tuple[int, int] = (1280, 720)
+    runs: int = 3
+    quick: bool = False
+    tile: TileConfig | None = None
+    weights: Path | None = None
+    metrics: bool = False
+    speed: bool = True
+    data: Path | None = None
+    resize: int = 0
+    save_examples: Path | None = None
+    json_out: Path | None = None
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.metrics and (self.data is not None or self.resize or self.save_examples is not None):
+            raise DeblurError("--data, --resize and --save-examples belong to quality: add --metrics")
+        if not self.speed and not self.metrics:
+            raise DeblurError("nothing to do: --no-speed skips speed, add --metrics to score quality")
+        if self.resize and (self.resize < 16 or self.resize % 4):
+            raise DeblurError(f"--resize must be 0 or a multiple of 4 of at least 16, got {self.resize}")
+
+
+def load_model(weights: Path | None, *, allow_untrained: bool) -> tuple[ResnetGenerator, dict[str, Any]]:
+    """The generator to measure and a description of it for the report.
+
+    ``weights`` None: the shipped default (or ``$DEBLURTOOL_WEIGHTS``). If none is shipped and
+    ``allow_untrained`` (speed, which does not depend on weight values), a freshly initialised generator of
+    the default config, and the report says so.
+    Quality (``allow_untrained`` False) refuses missing defaults and identity (untrained) generators.
+    """
+    if weights is None:
+        try:
+            path = wmod.default_weights_path()
+        except WeightsError as e:
+            # A $DEBLURTOOL_WEIGHTS naming a missing file is the user's mistake: never time something else.
+            if not allow_untrained or os.environ.get(wmod.ENV_WEIGHTS, "").strip():
+                raise WeightsError(f"quality is only measured on trained weights: {e}") from None
+            note = (
+                "no trained weights shipped: timing a freshly initialised generator of the default config "
+                "(speed does not depend on weight values)"
+            )
+            return ResnetGenerator(GeneratorConfig()).eval(), {"path": None, "trained": False, "note": note}
+        model = wmod.load_generator(None)
+    else:
+        path = Path(weights)
+        model = wmod.load_generator(path)
+    trained = bool(model.head.weight.detach().abs().max() > 0)  # the untrained generator's last conv is zero
+    if not trained and not allow_untrained:
+        raise WeightsError(
+            "this is an untrained generator (its output conv is all zero: it returns its input); "
+            "refusing to score it",
+            path,
+        )
+    info = {
+        "path": str(path),
+        "trained": trained,
+        "sha256": wmod.file_sha256(path),
+        "config": model.config.to_dict(),
+    }
+    return model, info
+
+
+def run_bench(config: BenchConfig, say: Callable[[str], None] = log.info) -> dict[str, Any]:
+    """Measure what ``config`` asks for and return the report (``system``, ``weights``, ``speed`` and/or
+    ``quality``), also written to ``config.json_out`` if given. ``say`` hears one line per step ("timing
+    ...", "scored ...") and notes as they come."""
+    check_writable(config.json_out, overwrite=config.overwrite)
+    runtime = RuntimeConfig(device=config.device, precision=config.precision)  # validates the spellings
+    dev = devices.resolve_device(runtime.device)
+    prec = devices.precision_name(devices.resolve_precision(runtime.precision, dev))
+    width, height = config.resolution
+
+    model, weights_info = load_model(config.weights, allow_untrained=not config.metrics)
+    report: dict[str, Any] = {"system": system_info(dev), "weights": weights_info}
+    if weights_info.get("note"):
+        say(f"note: {weights_info['note']}")
+    if config.speed:
+        report["speed"] = run_speed(
+            model, device=dev, default_tile=config.tile or devices.default_tile_config(dev, (height, width)),
+            precision=prec, resolution=(width, height), runs=config.runs, quick=config.quick,
+            on_variant=lambda v: say(f"timing {v.name} ..."),
+        )  # fmt: skip
+    if config.metrics:
+        root = config.data if config.data is not None else SAMPLES_DIR
+        if config.data is None and not root.is_dir():
+            raise InputError("the sample pairs are not installed here; pass --data DIR", root)
+        pairs = find_pairs(root)
+        deblurrer = Deblurrer(model, tile=config.tile, runtime=RuntimeConfig(device=str(dev), precision=prec))
+        report["quality"] = run_quality(
+            deblurrer.deblur_array, pairs, resize=config.resize, examples_dir=config.save_examples,
+            overwrite=config.overwrite, on_row=lambda r: say(f"scored {r['name']} ({r['seconds']:.1f} s)"),
+        )  # fmt: skip
+        report["quality"]["data"] = str(root)
+        last = deblurrer.tile  # the device default picks per frame size: these are the last frame's
+        report["quality"]["settings"] = {
+            "device": str(dev),
+            "precision": prec,
+            "tile_given": config.tile is not None,
+            "tile_size": last.tile_size,
+            "tile_overlap": last.tile_overlap,
+            "batch_size": last.batch_size,
+        }
+    if config.json_out is not None:
+        write_json(config.json_out, report, overwrite=config.overwrite)
+    return report

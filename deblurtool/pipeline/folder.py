@@ -1,0 +1,164 @@
+"""``run_folder``: deblur every image under a folder into a mirror of it, one file at a time, resumably."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deblurtool.errors import InputError, OutputError, one_line
+from deblurtool.fsutil import make_folders, remove_stale_temps_under
+from deblurtool.media.image_io import (
+    IMAGE_SUFFIXES,
+    ImageData,
+    merge_from_model,
+    read_image,
+    split_for_model,
+    write_image,
+)
+from deblurtool.pipeline.manifest import Manifest
+from deblurtool.pipeline.progress import ArrayModel, Progress, as_progress
+
+
+@dataclass
+class FolderSummary:
+    """What :func:`run_folder` did: ``failed`` pairs each failed input with its one-line reason;
+    ``skipped_done`` outputs were recorded as made from the same input and settings; ``skipped_existing``
+    outputs existed without such a record and were kept (``--overwrite`` replaces them); ``ignored`` counts
+    files that are not images of a supported format."""
+
+    done: int = 0
+    skipped_done: int = 0
+    skipped_existing: int = 0
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    ignored: int = 0
+    seconds: float = 0.0
+
+    @property
+    def skipped(self) -> int:
+        return self.skipped_done + self.skipped_existing
+
+    def line(self) -> str:
+        text = f"{self.done} done, {self.skipped} skipped, {len(self.failed)} failed"
+        details = []
+        if self.skipped_existing:
+            details.append(f"{self.skipped_existing} existing output(s) kept; --overwrite replaces them")
+        if self.ignored:
+            details.append(f"{self.ignored} non-image file(s) ignored")
+        return text + (f" ({'; '.join(details)})" if details else "")
+
+
+def check_folder_paths(src: Path, dst: Path) -> None:
+    if not src.exists():
+        raise InputError("no such folder", src)
+    if not src.is_dir():
+        raise InputError("is not a folder (use `deblurtool video` for a video file)", src)
+    if dst.exists() and not dst.is_dir():
+        raise OutputError("exists and is not a folder", dst)
+    src_r, dst_r = src.resolve(), dst.resolve()
+    if dst_r == src_r or src_r in dst_r.parents:
+        raise OutputError(f"is inside the input folder {src}; choose an output folder outside it", dst)
+
+
+def _scan(src: Path) -> tuple[list[Path], int]:
+    """Relative paths of the supported images under ``src`` (sorted, recursive, symlinked folders not
+    followed so a link loop cannot hang us) and how many other files were seen."""
+    images: list[Path] = []
+    ignored = 0
+    for root, dirs, files in os.walk(src):
+        dirs.sort()
+        for name in sorted(files):
+            rel = Path(root, name).relative_to(src)
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                images.append(rel)
+            else:
+                ignored += 1
+    return images, ignored
+
+
+def _default_signature(model: ArrayModel) -> str:
+    from deblurtool.inference import Deblurrer  # a Deblurrer exists already, so torch is imported anyway
+
+    return model.signature if isinstance(model, Deblurrer) else type(model).__name__
+
+
+def run_folder(
+    src: Path,
+    dst: Path,
+    model: ArrayModel,
+    *,
+    overwrite: bool = False,
+    progress: Progress | bool | None = None,
+    signature: str | None = None,
+) -> FolderSummary:
+    """Deblur every image under ``src`` into the same relative path under ``dst``, in the same format.
+
+    A file that cannot be read, deblurred or written is reported in one line (``progress.failed``) and
+    counted in ``FolderSummary.failed``; the others go on. ``signature`` names the settings (None: a
+    Deblurrer's own :attr:`~deblurtool.inference.Deblurrer.signature`, else the model's class name); an
+    existing output recorded with the same input size/mtime and signature is skipped as done; one recorded
+    differently is redone; one with no record is kept unless ``overwrite``. Ctrl-C stops after cleaning up the
+    image in progress.
+    """
+    report = as_progress(progress)
+    check_folder_paths(src, dst)
+    signature = signature if signature is not None else _default_signature(model)
+    images, ignored = _scan(src)
+    if not images:
+        kinds = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES))
+        seen = f"{ignored} other file(s) seen; for a video use `deblurtool video`"
+        raise InputError(f"holds no images ({kinds}); {seen}", src)
+    make_folders(dst, for_path=dst)
+    remove_stale_temps_under(dst)  # left by a run that was killed (power cut, SIGKILL) mid-image
+    manifest = Manifest(dst)
+    summary = FolderSummary(ignored=ignored)
+    started = time.perf_counter()
+    with report.items(src.name or str(src), len(images)) as advance:
+        for rel in images:
+            src_file, out = src / rel, dst / rel
+            outcome, reason = _process_one(model, src_file, out, rel, manifest, signature, overwrite)
+            if outcome == "failed":
+                summary.failed.append((src_file, reason))
+                report.failed(src_file, reason)
+            else:
+                setattr(summary, outcome, getattr(summary, outcome) + 1)
+            advance()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _deblur_image(model: ArrayModel, src_file: Path, out: Path) -> None:
+    image = read_image(src_file)
+    rgb, alpha = split_for_model(image.pixels)
+    out_rgb = np.asarray(model.deblur_array(rgb))
+    pixels = merge_from_model(out_rgb, alpha, image.pixels)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_image(out, ImageData(pixels, image.metadata_types, image.metadata), overwrite=True)
+
+
+def _process_one(
+    model: ArrayModel,
+    src_file: Path,
+    out: Path,
+    rel: Path,
+    manifest: Manifest,
+    signature: str,
+    overwrite: bool,
+) -> tuple[str, str]:
+    """Returns (outcome, reason): outcome is a FolderSummary counter name ('done', 'skipped_done',
+    'skipped_existing') or 'failed' with a one-line reason."""
+    try:
+        st = src_file.stat()
+        if out.exists() and not overwrite:
+            if manifest.matches(rel, st, signature):
+                return "skipped_done", ""
+            if not manifest.knows(rel):
+                return "skipped_existing", ""
+        _deblur_image(model, src_file, out)
+        manifest.add(rel, st, signature)
+    except Exception as e:  # one file's failure must not stop the batch; Ctrl-C (not an Exception) does
+        return "failed", one_line(e)
+    return "done", ""

@@ -1,0 +1,49 @@
+"""The record of finished outputs that makes ``deblurtool folder`` resumable."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+MANIFEST_NAME = ".deblurtool-done.jsonl"
+
+
+class Manifest:
+    """Append-only record (JSON lines) of finished outputs: which input (size, mtime) and settings made each.
+
+    Appending one line per image keeps the cost flat for any folder size; a line cut short by a crash is
+    ignored on reading, and the last line for a path wins.
+    """
+
+    def __init__(self, dst: Path) -> None:
+        self.path = dst / MANIFEST_NAME
+        self.records: dict[str, dict[str, object]] = {}
+        with contextlib.suppress(FileNotFoundError):
+            for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+                with contextlib.suppress(ValueError):
+                    rec = json.loads(line)
+                    if isinstance(rec, dict) and isinstance(rec.get("path"), str):
+                        self.records[rec["path"]] = rec
+
+    @staticmethod
+    def _entry(rel: Path, st: os.stat_result, signature: str) -> dict[str, object]:
+        return {
+            "path": rel.as_posix(),
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "signature": signature,
+        }
+
+    def knows(self, rel: Path) -> bool:
+        return rel.as_posix() in self.records
+
+    def matches(self, rel: Path, st: os.stat_result, signature: str) -> bool:
+        return self.records.get(rel.as_posix()) == self._entry(rel, st, signature)
+
+    def add(self, rel: Path, st: os.stat_result, signature: str) -> None:
+        entry = self._entry(rel, st, signature)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+        self.records[rel.as_posix()] = entry

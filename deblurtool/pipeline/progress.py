@@ -1,0 +1,53 @@
+"""What a run needs of its model, and how it reports as it goes (the library prints nothing itself)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger("deblurtool.pipeline")
+
+
+class ArrayModel(Protocol):
+    """What the pipeline needs of a model: HxWx3 uint8/uint16 RGB in, the same shape and dtype out."""
+
+    def deblur_array(self, img: np.ndarray) -> np.ndarray: ...
+
+
+class Progress(Protocol):
+    """How a run reports while it works. :class:`deblurtool.ui.ProgressBar` draws it for the CLI."""
+
+    def note(self, text: str) -> None:
+        """A one-line note worth showing at once (e.g. a stream that will not be copied)."""
+
+    def failed(self, path: Path, reason: str) -> None:
+        """One input failed with a one-line ``reason``; the run goes on."""
+
+    def items(self, label: str, total: int | None) -> AbstractContextManager[Callable[[], None]]:
+        """Around the work on ``total`` items (None: unknown): yields the function to call per item done."""
+        ...
+
+
+class LogProgress:
+    """The default :class:`Progress`: notes and failures go to the ``deblurtool.pipeline`` logger."""
+
+    def note(self, text: str) -> None:
+        log.info("%s", text)
+
+    def failed(self, path: Path, reason: str) -> None:
+        log.warning("failed: %s: %s", path, reason)
+
+    def items(self, label: str, total: int | None) -> AbstractContextManager[Callable[[], None]]:
+        return contextlib.nullcontext(lambda: None)
+
+
+def as_progress(progress: Progress | bool | None) -> Progress:
+    """``progress`` itself, or :class:`LogProgress` for None and for the booleans earlier versions took
+    (``progress=True`` drew a bar from inside the library; the CLI draws it now)."""
+    return LogProgress() if progress is None or isinstance(progress, bool) else progress

@@ -1,0 +1,118 @@
+"""The command line's output: its two consoles, its progress bars and the shapes of its lines.
+
+Only commands (``deblurtool/commands/``) use this module. Library code never prints: it logs, or returns
+notes and results that a command prints here. Results (the model line, summaries, tables) go to stdout;
+progress, notes and errors to stderr, so ``deblurtool ... > log`` keeps the results clean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def say(text: str) -> None:
+    """A result line on stdout, as it is (no markup, never wrapped)."""
+    out.print(text, markup=False, soft_wrap=True)
+
+
+def tell(text: str) -> None:
+    """A progress line on stderr ("timing ...", "wrote ..."), as it is."""
+    err.print(text, markup=False, soft_wrap=True)
+
+
+def note(text: str, *, console: Console = err) -> None:
+    """``note: text`` (the word in yellow)."""
+    console.print(f"[yellow]note:[/] {escape(text)}", soft_wrap=True)
+
+
+def error(message: str) -> None:
+    """``error: message`` on stderr: the one line a failed command ends with."""
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def interrupted() -> None:
+    err.print("[yellow]interrupted[/]")
+
+
+def print_table(table: Table) -> None:
+    """A table on stdout. Piped to a file or log, rich assumes 80 columns and would truncate the numbers: it
+    gets 120 there."""
+    if not out.is_terminal:
+        out.width = max(out.width, 120)
+    out.print(table)
+
+
+# -- progress -----------------------------------------------------------------------------------------------
+
+
+class RateColumn(ProgressColumn):
+    """Items per second (frames, images, pairs), from rich's moving speed estimate."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.2f} {self.unit}" if speed else f"-- {self.unit}", style="progress.data.speed")
+
+
+def progress(
+    unit: str, *, enabled: bool = True, transient: bool = False, extra: Sequence[ProgressColumn] = ()
+) -> Progress:
+    """The tool's one progress bar (on stderr): label, bar, done/total, rate in ``unit``, elapsed, ETA, then
+    any ``extra`` columns (the trainer's running losses)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(unit),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        *extra,
+        console=err,
+        disable=not enabled,
+        transient=transient,
+    )
+
+
+class ProgressBar:
+    """A :class:`deblurtool.pipeline.Progress` for the CLI: a bar of items in ``unit`` (hidden when not
+    ``enabled``), notes as they come and ``failed: PATH: reason`` lines."""
+
+    def __init__(self, unit: str, *, enabled: bool = True) -> None:
+        self.unit, self.enabled = unit, enabled
+
+    def note(self, text: str) -> None:
+        tell(text)
+
+    def failed(self, path: Path, reason: str) -> None:
+        err.print(f"[red]failed:[/] {escape(f'{path}: {reason}')}", soft_wrap=True)
+
+    @contextlib.contextmanager
+    def items(self, label: str, total: int | None) -> Iterator[Callable[[], None]]:
+        with progress(self.unit, enabled=self.enabled) as bar:
+            task = bar.add_task(label, total=total)
+            yield lambda: bar.advance(task)
+            bar.update(task, total=bar.tasks[0].completed)  # an estimated total becomes the true count

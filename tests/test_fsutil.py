@@ -1,0 +1,87 @@
+"""fsutil: the one temp-then-rename writer and the clean-up of temporary files whose writer is gone."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deblurtool.errors import OutputError
+from deblurtool.fsutil import (
+    atomic_write,
+    is_temp_of,
+    remove_stale_temps,
+    remove_stale_temps_under,
+    temp_name,
+    write_bytes,
+)
+
+
+def test_finished_file_appears_only_on_success(tmp_path: Path) -> None:
+    final = tmp_path / "out.mp4"
+    with atomic_write(final) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(f".out.mp4.{os.getpid()}.")
+        assert tmp.name.endswith(".tmp.mp4") and is_temp_of(tmp, "out.mp4")  # encoders see .mp4
+        assert not final.exists()
+        tmp.write_bytes(b"whole")
+    assert final.read_bytes() == b"whole" and os.listdir(tmp_path) == ["out.mp4"]
+    with pytest.raises(RuntimeError), atomic_write(final) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("crash")
+    assert final.read_bytes() == b"whole" and os.listdir(tmp_path) == ["out.mp4"]
+
+
+def test_mode_is_the_umask_s_and_errors_name_the_output(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        write_bytes(tmp_path / "a.json", b"{}", fsync=True)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
+    with pytest.raises(OutputError, match=r"missing/a\.json: cannot write"):
+        write_bytes(tmp_path / "missing" / "a.json", b"{}")
+
+
+def test_temp_names_are_recognised_exactly() -> None:
+    tmp = temp_name(Path("/x/v.1.mp4"))
+    assert is_temp_of(tmp, "v.1.mp4") and not is_temp_of(tmp, "v.mp4")
+    assert is_temp_of(Path(".a.png.123.tmp.png"), "a.png")  # written by deblurtool 0.1
+    for other in (".a.png.tmp", ".a.png.x.tmp.png", "a.png.1.tmp.png", ".a.png.1.tmp.jpg"):
+        assert not is_temp_of(Path(other), "a.png"), other
+
+
+_WRITER = """
+import sys, time
+from pathlib import Path
+from deblurtool.fsutil import atomic_write
+with atomic_write(Path(sys.argv[1])) as tmp:
+    print(tmp, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_stale_temps_of_gone_writers_go_those_of_live_ones_stay(tmp_path: Path) -> None:
+    final = tmp_path / "sub" / "img.png"
+    final.parent.mkdir()
+    dead = final.with_name(".img.png.1.tmp.png")  # pid 1 is alive, but no process holds this file's lock
+    dead.write_bytes(b"half")
+    other = tmp_path / ".notes.txt.99.0badcafe.tmp.txt"
+    other.write_bytes(b"half")
+    foreign = tmp_path / ".img.png.tmp"  # not our naming: never touched
+    foreign.write_bytes(b"theirs")
+    live = subprocess.Popen([sys.executable, "-c", _WRITER, str(final)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert live.stdout is not None
+        writing = Path(live.stdout.readline().strip())
+        assert remove_stale_temps(final) == 1
+        assert not dead.exists() and writing.exists() and other.exists()
+        assert remove_stale_temps_under(tmp_path) == 1
+        assert not other.exists() and writing.exists() and foreign.exists()
+    finally:
+        live.kill()
+        live.wait()
+    assert remove_stale_temps(final) == 1 and not writing.exists()  # its writer was killed: now stale
