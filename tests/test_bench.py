@@ -385,3 +385,54 @@ def test_registered_in_the_real_cli() -> None:
     assert result.exit_code == 0 and "--metrics" in result.output and "--no-speed" in result.output
     result = CliRunner().invoke(app, ["bench", "--no-speed"])
     assert result.exit_code == 2 and "nothing to do" in result.output
+
+
+# --- temporal consistency ---
+
+
+def _pan_pairs(root: Path, n: int = 4, step: int = 3) -> Path:
+    """One sequence of ``n`` consecutive frames of a pan: crops of a wide texture, blurred along the pan."""
+    from test_synth import texture
+
+    wide = texture(72, 96 + n * step, seed=7)
+    kernel = np.full((1, 5), 1 / 5, np.float32)
+    for i in range(n):
+        sharp = np.ascontiguousarray(wide[:, i * step : i * step + 96])
+        blur = cv2.filter2D(sharp, -1, kernel, borderType=cv2.BORDER_REFLECT)
+        for kind, img in (("blur", blur), ("sharp", sharp)):
+            (root / "SEQ" / kind).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / "SEQ" / kind / f"{i:06d}.png"), img)
+    return root
+
+
+def test_metrics_on_consecutive_pairs_report_temporal_consistency(tmp_path: Path) -> None:
+    weights = _tiny_weights(tmp_path / "tiny.safetensors")
+    data, out = _pan_pairs(tmp_path / "pairs"), tmp_path / "t.json"
+    code, output = _invoke(["--weights", str(weights), "--device", "cpu", "--metrics", "--no-speed",
+                            "--data", str(data), "--json", str(out)])  # fmt: skip
+    assert code == 0, output
+    assert "Temporal consistency over 3 frame pairs" in output
+    tc = json.loads(out.read_text())["temporal"]
+    assert tc["pairs"] == 3 and [r["name"] for r in tc["rows"]] == ["SEQ"]
+    assert set(tc["mean"]) == {"input", "output", "sharp", "valid"}
+    assert all(0 <= tc["mean"][k] < 20 for k in ("input", "output", "sharp"))
+    # the crops pairs are single frames: no temporal section
+    code, output = _invoke(["--weights", str(weights), "--device", "cpu", "--metrics", "--no-speed",
+                            "--data", str(CROPS), "--json", str(tmp_path / "c.json")])  # fmt: skip
+    assert code == 0 and "temporal" not in json.loads((tmp_path / "c.json").read_text())
+
+
+def test_metrics_on_a_video_clip_report_input_and_output_only(tmp_path: Path, video_factory) -> None:  # type: ignore[no-untyped-def]
+    weights = _tiny_weights(tmp_path / "tiny.safetensors")
+    spec = video_factory("clip.mp4", frames=5)
+    out = tmp_path / "v.json"
+    code, output = _invoke(["--weights", str(weights), "--device", "cpu", "--metrics", "--no-speed",
+                            "--data", str(spec.path), "--clip-frames", "4", "--json", str(out)])  # fmt: skip
+    assert code == 0, output
+    report = json.loads(out.read_text())
+    assert "quality" not in report
+    tc = report["temporal"]
+    assert tc["pairs"] == 3 and set(tc["mean"]) == {"input", "output", "valid"}
+    code, output = _invoke(["--weights", str(weights), "--device", "cpu", "--metrics", "--no-speed",
+                            "--data", str(spec.path), "--resize", "256"])  # fmt: skip
+    assert code == 2 and "no sharp frames" in output

@@ -21,6 +21,7 @@ from deblurtool.bench.report import (
     quality_table,
     speed_table,
     system_info,
+    temporal_table,
     write_json,
 )
 from deblurtool.bench.run import SAMPLES_DIR, BenchConfig, load_model, run_bench
@@ -61,6 +62,7 @@ __all__ = [
     "synchronize",
     "synthetic_frame",
     "system_info",
+    "temporal_table",
     "time_variant",
     "write_json",
 ]

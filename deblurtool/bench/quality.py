@@ -13,7 +13,7 @@ import numpy as np
 
 from deblurtool.bench.report import write_output
 from deblurtool.errors import OutputError
-from deblurtool.evaluate import score_each
+from deblurtool.evaluate import PairScore, score_each
 from deblurtool.metrics import psnr, ssim
 from deblurtool.pairs import Pair
 
@@ -53,6 +53,7 @@ def run_quality(
     examples_dir: Path | None = None,
     overwrite: bool = False,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_scored: Callable[[PairScore], None] | None = None,
 ) -> dict[str, Any]:
     """Score ``deblur`` (HxWx3 uint8 -> same) and the blurry input on ``pairs``; the JSON ``quality``.
 
@@ -94,6 +95,8 @@ def run_quality(
             write_output(example_path(examples_dir, pair, protocol), png.tobytes(), overwrite=overwrite)
         if on_row:
             on_row(row)
+        if on_scored:
+            on_scored(scored)
 
     def mean(key: str) -> float:
         return float(np.mean([r[key] for r in rows]))

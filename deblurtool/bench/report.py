@@ -106,6 +106,25 @@ def speed_table(report: dict[str, Any]) -> Table:
     return t
 
 
+def temporal_table(tc: dict[str, Any]) -> Table:
+    """Warping error per sequence: the input's, the model's and (with ground truth) the sharp frames'."""
+    sharp = "sharp" in tc["mean"]
+    t = Table(
+        title=f"Temporal consistency over {tc['pairs']} frame pairs: {tc['metric']}",
+        title_justify="left",
+        caption="lower is steadier; an output should flicker no more than the sharp frames (or, without "
+        "them, than the input). trusted: share of pixels where the flow passed its forward-backward check",
+    )
+    t.add_column("sequence", no_wrap=True, overflow="ellipsis", min_width=21)
+    for col in ("pairs", "input", "model", *(["sharp"] if sharp else []), "trusted"):
+        t.add_column(col, justify="right")
+    rows = [*tc["rows"], {"name": "[bold]mean[/]", "pairs": tc["pairs"], **tc["mean"]}]
+    for r in rows:
+        cells = [f"{r['input']:.2f}", f"{r['output']:.2f}", *([f"{r['sharp']:.2f}"] if sharp else [])]
+        t.add_row(r["name"], str(r["pairs"]), *cells, f"{100 * r['valid']:.0f}%")
+    return t
+
+
 def quality_table(q: dict[str, Any]) -> Table:
     t = Table(
         title=f"Quality on {q['count']} pairs, protocol {q['protocol']} ({q['data']})",

@@ -16,8 +16,10 @@ from deblurtool import devices
 from deblurtool.bench.quality import run_quality
 from deblurtool.bench.report import check_writable, system_info, write_json
 from deblurtool.bench.speed import run_speed
+from deblurtool.bench.temporal import Triple, is_clip, read_clip, run_temporal_clip, run_temporal_sequences
 from deblurtool.config import RuntimeConfig, TileConfig
 from deblurtool.errors import DeblurError, InputError, WeightsError
+from deblurtool.evaluate import PairScore
 from deblurtool.inference import Deblurrer
 from deblurtool.models import weights as wmod
 from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
@@ -49,12 +51,17 @@ class BenchConfig:
     save_examples: Path | None = None
     json_out: Path | None = None
     overwrite: bool = False
+    clip_frames: int = 0
 
     def __post_init__(self) -> None:
         if not self.metrics and (self.data is not None or self.resize or self.save_examples is not None):
             raise DeblurError("--data, --resize and --save-examples belong to quality: add --metrics")
         if not self.speed and not self.metrics:
             raise DeblurError("nothing to do: --no-speed skips speed, add --metrics to score quality")
+        if self.data is not None and self.data.is_file() and (self.resize or self.save_examples):
+            raise DeblurError(
+                "a clip (--data VIDEO) has no sharp frames: --resize and --save-examples need pairs"
+            )
         if self.resize and (self.resize < 16 or self.resize % 4):
             raise DeblurError(f"--resize must be 0 or a multiple of 4 of at least 16, got {self.resize}")
 
@@ -123,13 +130,31 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = log.info) -> dic
         root = config.data if config.data is not None else SAMPLES_DIR
         if config.data is None and not root.is_dir():
             raise InputError("the sample pairs are not installed here; pass --data DIR", root)
-        pairs = find_pairs(root)
         deblurrer = Deblurrer(model, tile=config.tile, runtime=RuntimeConfig(device=str(dev), precision=prec))
+        if is_clip(root):  # no ground truth: temporal consistency only
+            frames = read_clip(root, limit=config.clip_frames)
+            say(f"deblurring {len(frames)} frames of {root} ...")
+            report["temporal"] = run_temporal_clip(deblurrer.deblur_array, frames, name=root.name)
+            report["temporal"]["data"] = str(root)
+            if config.json_out is not None:
+                write_json(config.json_out, report, overwrite=config.overwrite)
+            return report
+        pairs = find_pairs(root)
+        sequences: dict[str, list[Triple]] = {}
+
+        def keep(s: PairScore) -> None:  # consecutive frames of a sequence: measured for flicker below
+            seq = s.pair.name.rpartition("/")[0]
+            sequences.setdefault(seq, []).append((s.blur_rgb_u8, s.out_rgb_u8, s.sharp_rgb_u8))
+
         report["quality"] = run_quality(
             deblurrer.deblur_array, pairs, resize=config.resize, examples_dir=config.save_examples,
             overwrite=config.overwrite, on_row=lambda r: say(f"scored {r['name']} ({r['seconds']:.1f} s)"),
+            on_scored=keep,
         )  # fmt: skip
         report["quality"]["data"] = str(root)
+        temporal = run_temporal_sequences(sequences)
+        if temporal is not None:
+            report["temporal"] = {**temporal, "data": str(root)}
         last = deblurrer.tile  # the device default picks per frame size: these are the last frame's
         report["quality"]["settings"] = {
             "device": str(dev),

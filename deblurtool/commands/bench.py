@@ -37,7 +37,11 @@ HELP = "\n\n".join(
         "[bold]Quality[/] (--metrics): PSNR and SSIM of the model and of the blurry input itself on real "
         "pairs from --data (a GOPRO_Large root, a split folder SEQ/{blur,sharp} or a {blur,sharp} folder; "
         "default: the GoPro pairs in samples/gopro), at full resolution or with --resize 256 (the "
-        "DeblurGAN report's protocol). Refuses to score untrained weights.",
+        "DeblurGAN report's protocol). Refuses to score untrained weights. Sequences of two or more "
+        "consecutive frames also get a temporal-consistency table: the warping error (RMS levels) of "
+        "input, model output and sharp frames, each carried from frame to frame by the DIS optical flow "
+        "of the input; an output should flicker no more than the sharp frames. --data may also be a video "
+        "file or a folder of frames without ground truth: then only the temporal table (input and output).",
         "Tile options left out keep the device default (when all three are left out); if only some are "
         "given, the others take 256 / 32 / 4, as in the video and folder commands.",
     ]
@@ -50,7 +54,14 @@ Metrics = Annotated[bool, typer.Option("--metrics", help="Also score quality (PS
 Speed = Annotated[bool, typer.Option("--speed/--no-speed", help="Time the model (skip with --no-speed).")]
 Data = Annotated[
     Path | None,
-    typer.Option("--data", file_okay=False, help="Pairs folder for --metrics (default samples/gopro)."),
+    typer.Option(
+        "--data",
+        help="For --metrics: a pairs folder (default samples/gopro), or a clip (video file or folder of "
+        "frames) for temporal consistency alone.",
+    ),
+]
+ClipFrames = Annotated[
+    int, typer.Option("--clip-frames", min=0, help="Frames of a --data clip to measure (0: all).")
 ]
 Resize = Annotated[
     int,
@@ -94,15 +105,17 @@ def bench(
     resize: Resize = 0,
     save_examples: SaveExamples = None,
     json_out: JsonOut = None,
+    clip_frames: ClipFrames = 0,
     overwrite: Overwrite = False,
 ) -> None:
     """Measure speed and, with --metrics, quality (full help: ``HELP``)."""
-    from deblurtool.bench import BenchConfig, quality_table, run_bench, speed_table  # torch: not for --help
+    from deblurtool.bench import BenchConfig, quality_table, run_bench, speed_table, temporal_table
 
     config = BenchConfig(
         device=device, precision=precision, resolution=parse_resolution(resolution), runs=runs, quick=quick,
         tile=tile_config(tile_size, tile_overlap, batch_size), weights=weights, metrics=metrics, speed=speed,
         data=data, resize=resize, save_examples=save_examples, json_out=json_out, overwrite=overwrite,
+        clip_frames=clip_frames,
     )  # fmt: skip
     report = run_bench(config, say=ui.tell)
     if "speed" in report:
@@ -111,6 +124,8 @@ def bench(
             ui.note(text, console=ui.out)
     if "quality" in report:
         ui.print_table(quality_table(report["quality"]))
+    if "temporal" in report:
+        ui.print_table(temporal_table(report["temporal"]))
     if json_out is not None:
         ui.tell(f"wrote {json_out}")
 
