@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deblurtool.errors import InputError, OutputError, one_line
+from deblurtool.errors import InputError, ModelOutputError, OutputError, one_line
 from deblurtool.fsutil import make_folders, remove_stale_temps_under
 from deblurtool.media.image_io import (
     IMAGE_SUFFIXES,
@@ -159,6 +159,8 @@ def _process_one(
                 return "skipped_existing", ""
         _deblur_image(model, src_file, out)
         manifest.add(rel, st, signature)
+    except ModelOutputError as e:  # the model itself is broken: every other image would fail alike
+        raise ModelOutputError(f"{one_line(e)}; the run stopped", src_file) from None
     except Exception as e:  # one file's failure must not stop the batch; Ctrl-C (not an Exception) does
         return "failed", one_line(e)
     return "done", ""

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from deblurtool.config import EncodeConfig
-from deblurtool.errors import DeblurError, InputError, OutputError
+from deblurtool.errors import DeblurError, InputError, ModelOutputError, OutputError, one_line
 from deblurtool.fsutil import atomic_write, make_folders, remove_empty_folders, remove_stale_temps
 from deblurtool.media.video_reader import DecodedFrame, VideoInfo, VideoReader
 from deblurtool.media.video_writer import VideoWriter
@@ -133,7 +133,12 @@ def _deblur_frame(model: ArrayModel, frame: DecodedFrame, info: VideoInfo) -> np
             "videos that change size part-way are not supported",
             info.path,
         )
-    out = np.asarray(model.deblur_array(frame.rgb))
+    try:
+        out = np.asarray(model.deblur_array(frame.rgb))
+    except ModelOutputError as e:
+        raise ModelOutputError(
+            f"frame {frame.index}: {one_line(e)}; nothing was written", info.path
+        ) from None
     if out.shape != frame.rgb.shape or out.dtype != frame.rgb.dtype:
         raise DeblurError(
             f"the model returned {out.dtype} {out.shape} for a {frame.rgb.dtype} {frame.rgb.shape} frame"
