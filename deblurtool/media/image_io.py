@@ -20,8 +20,8 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -94,11 +94,26 @@ def _codec_messages(messages: list[str]) -> Iterator[None]:
 @dataclass(frozen=True)
 class ImageData:
     """Pixels in OpenCV layout (``pixels``: HxW, HxWx2, HxWx3 BGR or HxWx4 BGRA; uint8 or uint16) plus the
-    file's metadata chunks (``metadata_types`` are ``cv2.IMAGE_METADATA_*`` values, one per chunk)."""
+    file's metadata chunks (``metadata_types`` are ``cv2.IMAGE_METADATA_*`` values, one per chunk).
+
+    A multi-page TIFF or an animated WebP has its further pages (frames) in ``extra_pages`` (each in the same
+    layouts, sizes may differ); ``frame_durations`` (ms, one per page) and ``loop_count`` describe an
+    animation. :attr:`pages` is every page, the first one being ``pixels``."""
 
     pixels: np.ndarray
     metadata_types: tuple[int, ...] = ()
     metadata: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    extra_pages: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    frame_durations: tuple[int, ...] = ()
+    loop_count: int = 0
+
+    @property
+    def pages(self) -> tuple[np.ndarray, ...]:
+        return (self.pixels, *self.extra_pages)
+
+    def with_pages(self, pages: Sequence[np.ndarray]) -> ImageData:
+        """The same image (metadata and all) holding ``pages`` instead."""
+        return replace(self, pixels=pages[0], extra_pages=tuple(pages[1:]))
 
 
 def _decode(path: Path, flags: int) -> tuple[np.ndarray, tuple[int, ...], tuple[np.ndarray, ...]]:
@@ -125,18 +140,54 @@ def _decode(path: Path, flags: int) -> tuple[np.ndarray, tuple[int, ...], tuple[
     if pixels is None or pixels.size == 0:
         reason = f"; {messages[0][:120]}" if messages else ""
         raise InputError(f"not a readable image (damaged, truncated or of another format{reason})", path)
+    _check_layout(pixels, path)
+    return pixels, tuple(int(t) for t in types), tuple(np.asarray(c) for c in chunks)
+
+
+def _check_layout(pixels: np.ndarray, path: Path) -> None:
     if pixels.dtype not in (np.uint8, np.uint16):
         raise InputError(f"{pixels.dtype} samples are not supported (8- and 16-bit images are)", path)
     if pixels.ndim == 3 and pixels.shape[2] not in (2, 3, 4):
         raise InputError(f"{pixels.shape[2]} channels are not supported (gray, RGB and RGBA are)", path)
-    return pixels, tuple(int(t) for t in types), tuple(np.asarray(c) for c in chunks)
+
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+
+
+def _further_pages(path: Path, data: np.ndarray) -> dict[str, object]:
+    """``ImageData`` fields for the pages after the first of a multi-page TIFF or an animated WebP (empty for
+    any other file): none of them is dropped."""
+    head = data[:16].tobytes()
+    if head[:4] in _TIFF_MAGIC:
+        with _quiet_opencv():
+            ok, pages = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)
+        if not ok or len(pages) < 2:
+            return {}
+        for page in pages:
+            _check_layout(page, path)
+        return {"extra_pages": tuple(pages[1:])}
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and b"ANIM" in data[:4096].tobytes():
+        with _quiet_opencv():
+            ok, animation = cv2.imdecodeanimation(data)
+        if not ok or len(animation.frames) < 2:
+            return {}
+        return {
+            "extra_pages": tuple(animation.frames[1:]),
+            "frame_durations": tuple(int(d) for d in animation.durations),
+            "loop_count": int(animation.loop_count),
+            "first": animation.frames[0],
+        }
+    return {}
 
 
 def read_image(path: Path) -> ImageData:
     """Decode ``path`` as stored (``IMREAD_UNCHANGED``: mode, depth and metadata kept) for the folder
-    pipeline; a zero-byte, truncated, non-image or unsupported-depth file: :class:`InputError`."""
+    pipeline, every page of a multi-page TIFF and every frame of an animated WebP included; a zero-byte,
+    truncated, non-image or unsupported-depth file: :class:`InputError`."""
     pixels, types, chunks = _decode(path, cv2.IMREAD_UNCHANGED)
-    return ImageData(pixels, types, chunks)
+    more = _further_pages(path, np.fromfile(path, dtype=np.uint8)) if path.suffix.lower() in _PAGED else {}
+    first = more.pop("first", pixels)
+    return ImageData(first, types, chunks, **more)  # type: ignore[arg-type]
 
 
 def read_rgb_u8(path: Path) -> np.ndarray:
@@ -190,12 +241,14 @@ def write_image(path: Path, image: ImageData, *, overwrite: bool = False) -> Non
     ext = path.suffix.lower()
     params = _WRITE_PARAMS.get(ext, [])
     ok, buf = False, None
-    if image.metadata_types:
+    if image.extra_pages:
+        ok, buf = _encode_pages(ext, image, params, path)
+    elif image.metadata_types:
         with contextlib.suppress(cv2.error):
             ok, buf = cv2.imencodeWithMetadata(
                 ext, image.pixels, list(image.metadata_types), list(image.metadata), params
             )
-    if not ok:
+    if not ok and not image.extra_pages:
         try:
             ok, buf = cv2.imencode(ext, image.pixels, params)
         except cv2.error as e:
@@ -206,3 +259,24 @@ def write_image(path: Path, image: ImageData, *, overwrite: bool = False) -> Non
         write_bytes(path, buf.tobytes())
     except OSError as e:  # the disk filled up while writing (creating and renaming are OutputErrors already)
         raise OutputError(f"cannot write ({e.strerror or e})", path) from None
+
+
+_PAGED = frozenset({".tif", ".tiff", ".webp"})
+
+
+def _encode_pages(
+    ext: str, image: ImageData, params: list[int], path: Path
+) -> tuple[bool, np.ndarray | None]:
+    """Every page into one file: a multi-page TIFF, or an animated WebP with the input's frame timing."""
+    try:
+        if ext == ".webp" and image.frame_durations:
+            animation = cv2.Animation()
+            animation.frames = list(image.pages)
+            animation.durations = list(image.frame_durations)
+            animation.loop_count = image.loop_count
+            return cv2.imencodeanimation(ext, animation, params)
+        if ext in (".tif", ".tiff"):
+            return cv2.imencodemulti(ext, list(image.pages), params)
+    except cv2.error as e:
+        raise OutputError(f"cannot encode {len(image.pages)} pages as {ext} ({e.err or e})", path) from None
+    raise OutputError(f"{ext} files hold one page; the input has {len(image.pages)}", path)

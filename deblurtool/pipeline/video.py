@@ -12,7 +12,13 @@ import numpy as np
 
 from deblurtool.config import EncodeConfig
 from deblurtool.errors import DeblurError, InputError, ModelOutputError, OutputError, one_line
-from deblurtool.fsutil import atomic_write, make_folders, remove_empty_folders, remove_stale_temps
+from deblurtool.fsutil import (
+    atomic_write,
+    make_folders,
+    output_lock,
+    remove_empty_folders,
+    remove_stale_temps,
+)
 from deblurtool.media.video_reader import DecodedFrame, VideoInfo, VideoReader
 from deblurtool.media.video_writer import VideoWriter
 from deblurtool.pipeline.progress import ArrayModel, Progress, as_progress
@@ -83,15 +89,19 @@ def run_video(
     created: list[Path] = []
     try:
         created = make_folders(dst.parent, for_path=dst)
-        remove_stale_temps(dst)
-        with atomic_write(dst) as tmp:
-            writer = VideoWriter(tmp, reader.info, encode, side_streams=reader.side_streams, shown_path=dst)
-            try:
-                _encode_all(reader, writer, model, report)
-            except BaseException:
-                stop.set()
-                writer.abort()  # closed before its temporary file is removed
-                raise
+        with output_lock(dst):  # a second job into the same output is refused, not raced
+            check_video_paths(src, dst, overwrite)  # again: the job that held the lock may have made it
+            remove_stale_temps(dst)
+            with atomic_write(dst) as tmp:
+                writer = VideoWriter(
+                    tmp, reader.info, encode, side_streams=reader.side_streams, shown_path=dst
+                )
+                try:
+                    _encode_all(reader, writer, model, report)
+                except BaseException:
+                    stop.set()
+                    writer.abort()  # closed before its temporary file is removed
+                    raise
     except BaseException:
         stop.set()
         reader.close()
