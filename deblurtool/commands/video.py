@@ -25,20 +25,23 @@ from deblurtool.config import EncodeConfig
 from deblurtool.errors import PartialFailure
 
 Codec = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--codec",
-        help="FFmpeg video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1 (lossless; use .mkv), ...",
+        help="FFmpeg video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1 (lossless; use .mkv), ... "
+        "Default: libx264 (libvpx-vp9 for .webm).",
+        show_default=False,
     ),
 ]
 Crf = Annotated[
-    int,
+    int | None,
     typer.Option(
         "--crf",
         min=0,
         max=63,
-        help="Quality for encoders that have it, lower is better: 18 looks lossless with x264, 0 is "
-        "lossless.",
+        help="Quality for encoders that have it, lower is better: 18 (the default for x264/x265) looks "
+        "lossless, 0 is lossless; VP9 and AV1 default to 24.",
+        show_default=False,
     ),
 ]
 PixFmt = Annotated[
@@ -60,8 +63,8 @@ def video(
     dst: Annotated[
         Path, typer.Argument(help="Output file; its extension picks the container (.mp4, .mkv, .mov).")
     ],
-    codec: Codec = "libx264",
-    crf: Crf = 18,
+    codec: Codec = None,
+    crf: Crf = None,
     pix_fmt: PixFmt = None,
     overwrite: Overwrite = False,
     weights: Weights = None,

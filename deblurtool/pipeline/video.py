@@ -94,7 +94,14 @@ def run_video(
             remove_stale_temps(dst)
             with atomic_write(dst) as tmp:
                 writer = VideoWriter(
-                    tmp, reader.info, encode, side_streams=reader.side_streams, shown_path=dst
+                    tmp,
+                    reader.info,
+                    encode,
+                    side_streams=reader.side_streams,
+                    shown_path=dst,
+                    samples=reader.sample_packets,
+                    metadata=reader.metadata,
+                    video_metadata=reader.video_stream.metadata,
                 )
                 try:
                     _encode_all(reader, writer, model, report)
