@@ -81,3 +81,19 @@ def test_non_finite_model_output_stops_a_folder_run(tmp_path: Path) -> None:
     with pytest.raises(ModelOutputError, match="the run stopped"):
         run_folder(src, dst, _exploding_deblurrer(), progress=False)
     assert not any(p.suffix == ".png" for p in dst.rglob("*"))
+
+
+def test_progress_lines_in_logs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Where stderr is not a terminal (as under pytest), a line with done/total, rate and ETA replaces the
+    bar, at most every ``log_every`` seconds."""
+    from deblurtool.ui import ProgressBar
+
+    with ProgressBar("fps", log_every=0.0).items("clip.mp4", 4) as advance:
+        for _ in range(4):
+            advance()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4 and lines[1].startswith("clip.mp4: 2/4, ") and " fps, elapsed 0:00:00" in lines[1]
+    assert "ETA" in lines[1] and "ETA" not in lines[3]
+    with ProgressBar("fps", log_every=3600.0).items("clip.mp4", 4) as advance:
+        advance()
+    assert capsys.readouterr().err == ""

@@ -143,3 +143,20 @@ def choose_pix_fmt(codec_name: str, requested: str | None, info: VideoInfo) -> s
         if name in formats and _fits(name, w, h):
             return name
     raise DeblurError(f"{codec_name} has no pixel format for a {w}x{h} frame (try --codec ffv1)")
+
+
+def check_encode(encode: EncodeConfig, suffix: str) -> None:
+    """Refuse encoder settings that cannot work, before any input is read or model loaded (the writer checks
+    again with the container in hand)."""
+    if encode.codec is not None:
+        _video_formats(encode.codec)
+        crf = _CRF.get(encode.codec)
+        if crf is not None and encode.crf is not None and encode.crf > crf[0]:
+            raise DeblurError(f"--crf for {encode.codec} must be at most {crf[0]}, got {encode.crf}")
+        if suffix.lower() == ".avi" and (problem := avi_refusal(encode.codec)):
+            raise DeblurError(problem)
+    if encode.pix_fmt is not None:
+        try:
+            av.VideoFormat(encode.pix_fmt)
+        except ValueError:
+            raise DeblurError(f"--pix-fmt {encode.pix_fmt!r} is not a pixel format FFmpeg knows") from None

@@ -154,13 +154,7 @@ def run_folder(
     check_folder_paths(src, dst)
     signature = signature if signature is not None else _default_signature(model)
     scan = _scan(src, dst)
-    if not scan.images:
-        kinds = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES))
-        seen = f"{scan.ignored} other file(s) seen; for a video use `deblurtool video`"
-        if scan.failed:
-            path, reason = scan.failed[0]
-            seen += f"; {len(scan.failed)} entry(ies) could not be read, e.g. {path}: {reason}"
-        raise InputError(f"holds no images ({kinds}); {seen}", src)
+    _check_has_images(src, scan)
     make_folders(dst, for_path=dst)
     check_writable(dst)  # a read-only output is one line now, not one failure per image after the model ran
     with output_lock(dst):  # a second job into the same folder is refused, not raced
@@ -189,6 +183,24 @@ def _run_images(
             advance()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def check_folder_input(src: Path, dst: Path) -> None:
+    """:func:`check_folder_paths`, and refuse an input folder without images at once: before a command spends
+    seconds loading the model."""
+    check_folder_paths(src, dst)
+    _check_has_images(src, _scan(src, dst))
+
+
+def _check_has_images(src: Path, scan: _Scan) -> None:
+    if scan.images:
+        return
+    kinds = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES))
+    seen = f"{scan.ignored} other file(s) seen; for a video use `deblurtool video`"
+    if scan.failed:
+        path, reason = scan.failed[0]
+        seen += f"; {len(scan.failed)} entry(ies) could not be read, e.g. {path}: {reason}"
+    raise InputError(f"holds no images ({kinds}); {seen}", src)
 
 
 def _deblur_image(model: ArrayModel, src_file: Path, out: Path) -> None:

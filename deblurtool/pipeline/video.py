@@ -19,6 +19,7 @@ from deblurtool.fsutil import (
     remove_empty_folders,
     remove_stale_temps,
 )
+from deblurtool.media.video_codec import check_encode
 from deblurtool.media.video_reader import DecodedFrame, VideoInfo, VideoReader
 from deblurtool.media.video_writer import VideoWriter
 from deblurtool.pipeline.progress import ArrayModel, Progress, as_progress
@@ -62,6 +63,14 @@ def check_video_paths(src: Path, dst: Path, overwrite: bool) -> None:
         raise OutputError("exists (use --overwrite to replace it)", dst)
     if not dst.suffix:
         raise OutputError("has no extension, so the container is unknown (use .mp4, .mkv or .mov)", dst)
+
+
+def check_video_input(src: Path, encode: EncodeConfig | None = None, dst: Path | None = None) -> None:
+    """Refuse an input that is not a usable video (and, given them, encoder settings that cannot work for
+    ``dst``) at once: before a command spends seconds loading the model."""
+    if encode is not None:
+        check_encode(encode, dst.suffix if dst is not None else "")
+    VideoReader(src).close()
 
 
 def run_video(
