@@ -134,6 +134,7 @@ class VideoReader:
         self._copy: frozenset[int] = frozenset()
         self._pending: list[DecodedFrame | av.Packet] = []
         self._last_pts: int | None = None
+        self._last_duration = 1
         self.sample_packets: dict[int, av.Packet] = {}  # the first packet of each other stream, for checks
         self._file_end = 0.0  # the latest end (s) of any packet demuxed: where the file's content stops
         self._probed_bytes = 0
@@ -283,6 +284,7 @@ class VideoReader:
         elif self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         self._last_pts = pts
+        self._last_duration = frame.duration or self._pts_step  # (a held last frame may last long)
         if frame.is_corrupt:
             self.frames_concealed += 1
         rgb = to_rgb_array(frame, self._array_format)
@@ -381,7 +383,8 @@ class VideoReader:
             return []
         expected, of_stream = end
         step = 1 / rate
-        reached = (self._last_pts * self.info.time_base + step) if of_stream else Fraction(self._file_end)
+        video_end = (self._last_pts + self._last_duration) * self.info.time_base
+        reached = video_end if of_stream else Fraction(self._file_end)
         if reached >= expected - max(2 * step, expected / 100):
             return []
         whose = "the video" if of_stream else "the file"
