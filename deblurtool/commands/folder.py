@@ -67,6 +67,7 @@ def folder(
     Exit codes: 0 all done (or already done); 1 some images failed (the rest were done); 2 unusable input
     folder or refused output folder; 130 interrupted (finished images are kept, re-run to resume).
     """
+    from deblurtool.media.image_io import IMAGE_SUFFIXES  # OpenCV: not for --help
     from deblurtool.pipeline import check_folder_input, run_folder
 
     check_model_options(
@@ -91,4 +92,6 @@ def folder(
     ui.say(summary.line())
     if summary.failed:
         total = summary.done + summary.skipped + len(summary.failed)
-        raise PartialFailure(f"{len(summary.failed)} of {total} image(s) failed (listed above)", src)
+        images = all(path.suffix.lower() in IMAGE_SUFFIXES for path, _ in summary.failed)
+        what = "image(s)" if images else "input(s)"
+        raise PartialFailure(f"{len(summary.failed)} of {total} {what} failed (listed above)", src)

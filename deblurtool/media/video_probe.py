@@ -86,3 +86,13 @@ def estimate_frames(
     tb = stream.time_base
     start = stream.start_time * tb if stream.start_time is not None and tb else Fraction(0)
     return max(1, round((end[0] - start) * rate))
+
+
+def ends_early(end: tuple[Fraction, bool], reached: Fraction, step: Fraction) -> str | None:
+    """Why a file whose content reaches ``reached`` seconds falls short of its stated ``end`` (from
+    :func:`expected_end`), or None if it does not (by more than 2 frame steps or 1%)."""
+    expected, of_stream = end
+    if reached >= expected - max(2 * step, expected / 100):
+        return None
+    whose = "the video" if of_stream else "the file"
+    return f"{whose} should last {float(expected):.2f} s but ends at {float(reached):.2f} s"

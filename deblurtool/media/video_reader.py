@@ -29,7 +29,6 @@ from pathlib import Path
 import av
 import av.container
 import av.error
-import av.sidedata.sidedata
 import av.stream
 import av.video.stream
 import numpy as np
@@ -38,6 +37,7 @@ from deblurtool.errors import InputError
 from deblurtool.media.colour import to_rgb_array
 from deblurtool.media.video_probe import (
     display_matrix,
+    ends_early,
     estimate_frames,
     expected_end,
     pick_video_stream,
@@ -378,21 +378,15 @@ class VideoReader:
         """Without a frame count, the stream's (or else the container's) duration says whether the file
         ends early: a cut-off Matroska or WebM file decodes cleanly up to its cut."""
         end = expected_end(self._stream, self._container)
-        rate = self.info.average_rate
-        if end is None or self._last_pts is None or not rate:
+        if end is None or self._last_pts is None or not self.info.average_rate:
             return []
-        expected, of_stream = end
-        step = 1 / rate
         video_end = (self._last_pts + self._last_duration) * self.info.time_base
-        reached = video_end if of_stream else Fraction(self._file_end)
-        if reached >= expected - max(2 * step, expected / 100):
+        reached = video_end if end[1] else Fraction(self._file_end)
+        found = ends_early(end, reached, 1 / self.info.average_rate)
+        if found is None:
             return []
-        whose = "the video" if of_stream else "the file"
         frames = f"{self.frames_decoded} of about {self.info.frames_total} frames could be decoded"
-        hint = "" if explained else "; truncated?"
-        return [
-            f"{frames} ({whose} should last {float(expected):.2f} s but ends at {float(reached):.2f} s{hint})"
-        ]
+        return [f"{frames} ({found}{'' if explained else '; truncated?'})"]
 
     # -- consuming (caller's thread) -------------------------------------------------------------------------
 
