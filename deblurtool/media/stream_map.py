@@ -69,8 +69,13 @@ class AudioTranscoder:
         self.source, self.out = source, out
 
     def packets(self, packet: av.Packet | None) -> list[av.Packet]:
-        """The output packets ``packet`` completes; None flushes decoder and encoder at the end."""
-        frames = list(self.source.codec_context.decode(packet))
+        """The output packets ``packet`` completes; None flushes decoder and encoder at the end. A damaged
+        packet the decoder rejects is skipped (a moment of silence), as a copied one would be passed on: it
+        must not stop the job."""
+        try:
+            frames = list(self.source.codec_context.decode(packet))
+        except av.error.FFmpegError:
+            frames = []
         encoded = [p for frame in frames for p in self.out.encode(frame)]
         if packet is None:
             encoded += self.out.encode(None)
@@ -168,7 +173,11 @@ def add_side_streams(
             else _trial(container.format.name, s, samples.get(s.index))
         )
         if problem is None:
-            stream = container.add_stream_from_template(s)
+            try:
+                stream = container.add_stream_from_template(s)
+            except (av.error.FFmpegError, ValueError) as e:
+                notes.append(f"note: {what} not copied ({_reason(e)})")
+                continue
             _fix_layout(stream)
             out[s.index] = SideStream(s, _with_tags(stream, s))
             continue
