@@ -5,9 +5,10 @@ from __future__ import annotations
 import inspect
 import signal
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from deblurtool.commands.common import state
 
@@ -25,12 +26,57 @@ HELP = "\n\n".join(
     ]
 )
 
-app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode="rich")
+# Metavars for options that do not name their own, from the type typer would show (``<int range>``).
+_METAVARS = {"int": "N", "float": "X", "str": "TEXT", "path": "PATH", "file": "FILE", "directory": "DIR"}
+
+
+def _readable(params: list[Any], ctx: Any) -> list[Any]:
+    """Flags show no ``<bool>``; other options a word (``N``, ``PATH``) instead of ``<int range>``."""
+    for param in params:
+        if not isinstance(param, TyperOption) or param.metavar is not None:
+            continue
+        if param.is_flag:
+            param.metavar = ""
+        else:
+            kind = param.display_type(ctx).strip("<>").removesuffix(" range")
+            param.metavar = _METAVARS.get(kind, kind.upper())
+    return params
+
+
+class _Command(TyperCommand):
+    """Help that reads well: ``Usage: deblurtool video [OPTIONS] SRC DST`` (typer writes ``{src} {dst}``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _readable(super().get_params(ctx), ctx)
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _readable(super().get_params(ctx), ctx)
+
+
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode="rich", cls=_Group)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from deblurtool import __version__
+
+        print(f"deblurtool {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+    ] = False,
 ) -> None:
     state.debug = debug
     # SIGTERM (e.g. `kill`, `docker stop`) takes the Ctrl-C path: threads stop, temp files go, exit 130.
@@ -64,7 +110,7 @@ def _register() -> None:
         ("bench", bench.bench),
         ("synth", synth.synth),
     ):
-        app.command(name, help=reflow(fn.__doc__))(fn)
+        app.command(name, help=reflow(fn.__doc__), cls=_Command)(fn)
 
 
 _register()

@@ -57,13 +57,15 @@ class RuntimeConfig:
 class EncodeConfig:
     """Video encoder settings.
 
-    ``codec`` is an FFmpeg encoder name; ``crf`` the quality (lower is better; ignored where unsupported);
-    ``pix_fmt`` None keeps a pixel format close to the input's."""
+    ``codec`` is an FFmpeg encoder name, None for the output container's usual one (libx264; VP9 for WebM);
+    ``crf`` the quality (lower is better), None for the codec's default (18 for x264/x265, 24 for VP9/AV1);
+    a value given for a codec without one is ignored with a note; ``pix_fmt`` None keeps a pixel format close
+    to the input's."""
 
-    codec: str = "libx264"
-    crf: int = 18
+    codec: str | None = None
+    crf: int | None = None
     pix_fmt: str | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.crf <= 63:
+        if self.crf is not None and not 0 <= self.crf <= 63:
             raise DeblurError(f"--crf must be between 0 and 63, got {self.crf}")

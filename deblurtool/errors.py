@@ -41,6 +41,11 @@ class WeightsError(DeblurError):
     """A weights file that is missing, altered or of the wrong format."""
 
 
+class ModelOutputError(DeblurError):
+    """The model returned something unusable for a frame (NaN or infinite values): the job stops, since every
+    later frame would be as bad, and nothing is written under the final name."""
+
+
 class PartialFailure(DeblurError):
     """Some inputs of a batch failed; the rest were done."""
 

@@ -6,6 +6,9 @@ never collide; the final suffix kept last, so FFmpeg and OpenCV pick the format 
 being written the temporary file holds an exclusive ``flock``: the kernel drops it when the owner exits, even
 on SIGKILL or a power cut, so :func:`remove_stale_temps` removes exactly the temporary files whose owner is
 gone and never one that another running process is still writing (a pid alone would be reused).
+
+Output locks (:func:`output_lock`) use the same kernel locks on a small ``.deblurtool.lock`` file, so that two
+jobs never write into the same output: the second is refused with a line naming the first one's pid.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import contextlib
 import os
 import re
 import secrets
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from deblurtool.errors import OutputError
+from deblurtool.errors import OutputError, one_line
 
 if sys.platform != "win32":  # no flock on Windows: there stale temporary files are left alone
     import fcntl
@@ -187,6 +191,17 @@ def make_folders(folder: Path, *, for_path: Path) -> list[Path]:
     return missing
 
 
+def check_writable(folder: Path, *, for_path: Path | None = None) -> None:
+    """Create and remove a temporary file in ``folder``: an :class:`OutputError` (naming ``for_path``, default
+    ``folder``) now, before any work, rather than one failure per output after the model has run."""
+    try:
+        fd, tmp = _create_locked(folder / ".deblurtool-write-test")
+    except OSError as e:
+        raise OutputError(f"cannot write in this folder ({e.strerror or e})", for_path or folder) from None
+    os.close(fd)
+    _unlink_quietly(tmp)
+
+
 def remove_empty_folders(folders: list[Path]) -> None:
     """Remove ``folders`` (deepest first) where empty; one that is not (someone else's files) stays."""
     for folder in folders:
@@ -194,5 +209,92 @@ def remove_empty_folders(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-# -- output locks (issue 15) ---------------------------------------------------------------------------------
-# A lock on the final name itself (so two runs never write the same output) belongs here, built on _lock.
+# -- output locks ------------------------------------------------------------------------------------------
+
+LOCK_NAME = ".deblurtool.lock"
+
+
+def lock_path(target: Path) -> Path:
+    """Where the lock of ``target`` lives: ``FOLDER/.deblurtool.lock`` for a folder, ``.NAME.deblurtool.lock``
+    beside a file (a folder may hold several outputs, each written by its own job)."""
+    return target / LOCK_NAME if target.is_dir() else target.with_name(f".{target.name}{LOCK_NAME}")
+
+
+def _holder(path: Path) -> tuple[int, str] | None:
+    """``(pid, host)`` written in a lock file, or None if it cannot be read."""
+    try:
+        pid, host = path.read_text(encoding="utf-8").split()[:2]
+        return int(pid), host
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    if sys.platform == "win32":  # os.kill would terminate it there; count it as running
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def _live_elsewhere(holder: tuple[int, str]) -> bool:
+    """A lock file's holder is another process of this host that still runs (for file systems without
+    ``flock``; a pid on another host cannot be checked, and a reused pid errs on the side of refusing)."""
+    pid, host = holder
+    return host == socket.gethostname() and pid != os.getpid() and _alive(pid)
+
+
+def _refuse(target: Path, holder: tuple[int, str] | None) -> OutputError:
+    who = "another deblurtool job" if holder is None else f"another deblurtool job (pid {holder[0]})"
+    if holder is not None and holder[1] != socket.gethostname():
+        who = f"another deblurtool job (pid {holder[0]} on {holder[1]})"
+    return OutputError(f"{who} is writing to this output; wait for it to finish or choose another", target)
+
+
+def _take_lock(path: Path, target: Path) -> int:
+    """Open and lock ``path`` (created if missing): the locked fd. The kernel drops the lock when its holder
+    exits however it ends, so a lock file left by a killed job is stale by itself. Where the file system has
+    no ``flock``, a lock file naming a live process on this host counts as held."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise OutputError(f"cannot write here ({e.strerror or e})", target) from None
+        got = _lock(fd, wait=False)
+        if got is False:
+            os.close(fd)
+            raise _refuse(target, _holder(path))
+        holder = _holder(path) if got is None else None
+        if holder is not None and _live_elsewhere(holder):
+            os.close(fd)
+            error = _refuse(target, holder)
+            raise OutputError(f"{one_line(error)} (if no such job runs, remove {path})", target)
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # else the holder removed the file between our open and our lock: start again
+            return fd
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def output_lock(target: Path) -> Iterator[Path]:
+    """Hold the lock of the output ``target`` (a folder, or a file whose folder exists) while the body runs;
+    yield the lock file's path. A second job into the same output gets :class:`OutputError` ("another
+    deblurtool job (pid N) is writing to this output") instead of doubling work or racing the first.
+    The lock file holds ``pid host`` for people and for file systems without ``flock``; it is removed on
+    exit. Within one process the lock is not re-entrant either."""
+    path = lock_path(target)
+    fd = _take_lock(path, target)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        yield path
+    finally:
+        _unlink_quietly(path)  # while still locked: a job waiting on this file then finds it gone
+        os.close(fd)

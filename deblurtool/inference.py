@@ -31,7 +31,7 @@ from deblurtool.devices import (
     resolve_device,
     resolve_precision,
 )
-from deblurtool.errors import DeblurError, InputError
+from deblurtool.errors import DeblurError, InputError, ModelOutputError
 from deblurtool.models.generator import ResnetGenerator
 from deblurtool.tiling import TilePlan, cut_tiles, plan_tiles, stitch_tiles
 
@@ -102,6 +102,17 @@ def _is_oom(e: BaseException) -> bool:
         return True
     text = str(e).lower()
     return isinstance(e, RuntimeError) and ("out of memory" in text or "not enough memory" in text)
+
+
+def _finite(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``y`` itself, or :class:`ModelOutputError` if it holds NaN or infinity: clamped and cast to integers,
+    such values become a black (or garbage) frame that nobody would notice until they watched it."""
+    if not bool(torch.isfinite(y).all()):
+        hint = "" if dtype == torch.float32 else " or overflow in this precision (try --precision fp32)"
+        raise ModelOutputError(
+            f"the model returned non-finite values (NaN or infinity): damaged weights{hint}"
+        )
+    return y
 
 
 class Deblurrer:
@@ -196,8 +207,8 @@ class Deblurrer:
         """``N x 3 x h x w`` float32 on device -> same, through the model in the run dtype."""
         x_run = x_pm1.to(self.dtype, memory_format=torch.channels_last)
         if self._body is not None:
-            return torch.clamp(x_pm1 + self._body(x_run).float(), -1.0, 1.0)
-        return self.model(x_run).float()
+            return torch.clamp(x_pm1 + _finite(self._body(x_run).float(), self.dtype), -1.0, 1.0)
+        return _finite(self.model(x_run).float(), self.dtype)
 
     def _tile_for(self, height: int, width: int) -> TileConfig:
         if self.auto_tile and not self._backed_off:

@@ -8,6 +8,7 @@ progress, notes and errors to stderr, so ``deblurtool ... > log`` keeps the resu
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -99,10 +100,12 @@ def progress(
 
 class ProgressBar:
     """A :class:`deblurtool.pipeline.Progress` for the CLI: a bar of items in ``unit`` (hidden when not
-    ``enabled``), notes as they come and ``failed: PATH: reason`` lines."""
+    ``enabled``), notes as they come and ``failed: PATH: reason`` lines. When stderr is not a terminal
+    (``nohup``, CI logs, a pipe) a bar cannot redraw, so a progress line is written every ``log_every``
+    seconds instead: done/total, rate, elapsed time and ETA."""
 
-    def __init__(self, unit: str, *, enabled: bool = True) -> None:
-        self.unit, self.enabled = unit, enabled
+    def __init__(self, unit: str, *, enabled: bool = True, log_every: float = 30.0) -> None:
+        self.unit, self.enabled, self.log_every = unit, enabled, log_every
 
     def note(self, text: str) -> None:
         tell(text)
@@ -112,7 +115,39 @@ class ProgressBar:
 
     @contextlib.contextmanager
     def items(self, label: str, total: int | None) -> Iterator[Callable[[], None]]:
+        if self.enabled and not err.is_terminal:
+            yield _LogLines(label, total, self.unit, self.log_every).advance
+            return
         with progress(self.unit, enabled=self.enabled) as bar:
             task = bar.add_task(label, total=total)
             yield lambda: bar.advance(task)
             bar.update(task, total=bar.tasks[0].completed)  # an estimated total becomes the true count
+
+
+def _clock(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class _LogLines:
+    """Progress as plain lines on stderr, at most one every ``every`` seconds (for logs)."""
+
+    def __init__(self, label: str, total: int | None, unit: str, every: float) -> None:
+        self.label, self.total, self.unit, self.every = label, total, unit, every
+        self.done = 0
+        self.started = self.last = time.monotonic()
+
+    def advance(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        elapsed = now - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        parts = [f"{self.label}: {self.done}/{self.total}" if self.total else f"{self.label}: {self.done}"]
+        parts.append(f"{rate:.2f} {self.unit}")
+        parts.append(f"elapsed {_clock(elapsed)}")
+        if self.total and rate > 0 and self.done < self.total:
+            parts.append(f"ETA {_clock((self.total - self.done) / rate)}")
+        tell(", ".join(parts))

@@ -4,9 +4,12 @@ nothing downloaded)."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib.util
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -281,3 +284,56 @@ def load_script(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+# -- permissions as an ordinary user sees them ---------------------------------------------------------------
+
+_CAP_V3 = 0x20080522
+_DAC_OVERRIDE = (1 << 1) | (1 << 2)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _set_dac_override(on: bool) -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = _CapHeader(_CAP_V3, 0), (_CapData * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        return False
+    if on:
+        data[0].effective |= data[0].permitted & _DAC_OVERRIDE
+    else:
+        data[0].effective &= ~_DAC_OVERRIDE
+    return libc.capset(ctypes.byref(header), data) == 0
+
+
+@contextlib.contextmanager
+def _as_ordinary_user() -> Iterator[None]:
+    """File permissions apply to this thread as to an ordinary user: root (as in many containers and CI
+    jobs) would otherwise read a mode-000 folder and write into a read-only one. Under root the thread drops
+    the capabilities that bypass permission checks (files stay owned by root, so the owner bits apply) and
+    takes them back afterwards; for any other user this changes nothing."""
+    if os.geteuid() != 0:
+        yield
+        return
+    if sys.platform != "linux" or not _set_dac_override(False):
+        pytest.skip("running as root without a way to drop the permission-bypassing capabilities")
+    try:
+        yield
+    finally:
+        _set_dac_override(True)
+
+
+@pytest.fixture
+def ordinary_user() -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """``with ordinary_user(): ...`` runs its body with an ordinary user's view of file permissions."""
+    return _as_ordinary_user

@@ -14,6 +14,7 @@ from deblurtool.errors import OutputError
 from deblurtool.fsutil import (
     atomic_write,
     is_temp_of,
+    output_lock,
     remove_stale_temps,
     remove_stale_temps_under,
     temp_name,
@@ -85,3 +86,41 @@ def test_stale_temps_of_gone_writers_go_those_of_live_ones_stay(tmp_path: Path) 
         live.kill()
         live.wait()
     assert remove_stale_temps(final) == 1 and not writing.exists()  # its writer was killed: now stale
+
+
+_LOCKER = """
+import sys, time
+from pathlib import Path
+from deblurtool.fsutil import output_lock
+with output_lock(Path(sys.argv[1])) as lock:
+    print(lock, flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_output_lock_refuses_a_second_job_and_goes_stale_with_its_holder(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / ("out.mp4" if kind == "file" else "out")
+    if kind == "folder":
+        target.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", _LOCKER, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        lock = Path(holder.stdout.readline().strip())
+        assert lock == (
+            target / ".deblurtool.lock" if kind == "folder" else tmp_path / ".out.mp4.deblurtool.lock"
+        )
+        assert lock.read_text().split()[0] == str(holder.pid)
+        with pytest.raises(OutputError) as info, output_lock(target):
+            pass
+        assert str(info.value) == (
+            f"{target}: another deblurtool job (pid {holder.pid}) is writing to this output; "
+            "wait for it to finish or choose another"
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock.exists()  # killed: its lock file stays, but nobody holds it any more
+    with output_lock(target) as mine:
+        assert mine == lock and lock.read_text().split()[0] == str(os.getpid())
+    assert not lock.exists()

@@ -171,10 +171,17 @@ def test_wrong_model_output_is_an_error(tmp_path: Path) -> None:
 
 
 def test_progress_bar_runs(
-    tmp_path: Path, identity_model: IdentityModel, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    identity_model: IdentityModel,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from rich.console import Console
+
+    from deblurtool import ui
     from deblurtool.ui import ProgressBar
 
+    monkeypatch.setattr(ui, "err", Console(stderr=True, force_terminal=True, highlight=False))
     spec = make_video(tmp_path / "in.mp4", frames=3, audio=False)
     summary = run_video(
         spec.path, tmp_path / "out.mp4", identity_model, EncodeConfig(), progress=ProgressBar("fps")

@@ -38,20 +38,29 @@ TileSize = Annotated[
     int | None,
     typer.Option(
         "--tile-size",
+        metavar="PIXELS",
         help="Tile edge in pixels (multiple of 4); 0 runs whole frames. Default: the fastest for the device.",
         min=0,
     ),
 ]
 TileOverlap = Annotated[
     int | None,
-    typer.Option("--tile-overlap", help="Pixels shared by neighbouring tiles, cross-faded.", min=0),
+    typer.Option(
+        "--tile-overlap",
+        metavar="PIXELS",
+        help="Pixels shared by neighbouring tiles, cross-faded. Default: 32, less for tiles under 128.",
+        min=0,
+    ),
 ]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Tiles per model call.", min=1)]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+BatchSize = Annotated[
+    int | None, typer.Option("--batch-size", metavar="N", help="Tiles per model call.", min=1)
+]
+Device = Annotated[str, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N.")]
 Precision = Annotated[
     str,
     typer.Option(
         "--precision",
+        metavar="PRECISION",
         help="auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16 or fp16.",
     ),
 ]
@@ -59,13 +68,19 @@ Weights = Annotated[
     Path | None,
     typer.Option(
         "--weights",
+        metavar="FILE",
         help="A generator .safetensors file (default: the shipped weights/ model).",
         dir_okay=False,
     ),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
 NoProgress = Annotated[
-    bool, typer.Option("--no-progress", help="Do not draw the progress bar (e.g. in logs).")
+    bool,
+    typer.Option(
+        "--no-progress",
+        help="Neither the progress bar nor, when stderr is not a terminal (logs, nohup, CI), the progress "
+        "line written every 30 s instead.",
+    ),
 ]
 
 
@@ -104,10 +119,21 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 def tile_config(tile_size: int | None, tile_overlap: int | None, batch_size: int | None) -> TileConfig | None:
     """The tiling the tile options ask for: None (the device's default for each frame size) when all three
-    are left out; if only some are given, the others take TileConfig's defaults (256 / 32 / 4)."""
+    are left out; if only some are given, the others take TileConfig's defaults (256 / 32 / 4), the overlap
+    at most a quarter of a given tile size."""
     asked = {"tile_size": tile_size, "tile_overlap": tile_overlap, "batch_size": batch_size}
     given = {k: v for k, v in asked.items() if v is not None}
+    if tile_size and tile_overlap is None:  # an overlap nobody asked for shrinks to fit small tiles
+        given["tile_overlap"] = min(TileConfig.tile_overlap, tile_size // 4)
     return TileConfig(**given) if given else None
+
+
+def check_model_options(
+    *, device: str, precision: str, tile_size: int | None, tile_overlap: int | None, batch_size: int | None
+) -> None:
+    """Refuse bad model options at once (``--tile-size 30``), before inputs are read or torch imported."""
+    tile_config(tile_size, tile_overlap, batch_size)
+    RuntimeConfig(device=device, precision=precision)
 
 
 def load_model(
@@ -119,11 +145,13 @@ def load_model(
     tile_overlap: int | None,
     batch_size: int | None,
 ) -> Deblurrer:
-    """Build the Deblurrer from the CLI's knobs and print the lines saying what will run."""
-    from deblurtool.inference import Deblurrer  # heavy (torch): only when a command actually runs
-
+    """Build the Deblurrer from the CLI's knobs and print the lines saying what will run. The options are
+    checked first: a bad one is refused at once, not after seconds of importing torch."""
     tile = tile_config(tile_size, tile_overlap, batch_size)
     runtime = RuntimeConfig(device=device, precision=precision)
+
+    from deblurtool.inference import Deblurrer  # heavy (torch): only when a command actually runs
+
     with naming_the_file(weights, "the model could not be loaded, nothing was written"):
         model = Deblurrer.from_weights(weights, tile=tile, runtime=runtime)
     ui.say(describe_model(model))

@@ -17,6 +17,7 @@ from deblurtool.commands.common import (
     TileOverlap,
     TileSize,
     Weights,
+    check_model_options,
     handle_errors,
     load_model,
     naming_the_file,
@@ -27,10 +28,18 @@ from deblurtool.errors import PartialFailure
 @handle_errors
 def folder(
     src: Annotated[
-        Path, typer.Argument(help="Folder of blurry images (searched recursively).", show_default=False)
+        Path,
+        typer.Argument(
+            metavar="SRC", help="Folder of blurry images (searched recursively).", show_default=False
+        ),
     ],
     dst: Annotated[
-        Path, typer.Argument(help="Output folder (created; must not be inside the input folder).")
+        Path,
+        typer.Argument(
+            metavar="DST",
+            help="Output folder (created; must not be inside the input folder).",
+            show_default=False,
+        ),
     ],
     overwrite: Overwrite = False,
     weights: Weights = None,
@@ -58,9 +67,17 @@ def folder(
     Exit codes: 0 all done (or already done); 1 some images failed (the rest were done); 2 unusable input
     folder or refused output folder; 130 interrupted (finished images are kept, re-run to resume).
     """
-    from deblurtool.pipeline import check_folder_paths, run_folder
+    from deblurtool.media.image_io import IMAGE_SUFFIXES  # OpenCV: not for --help
+    from deblurtool.pipeline import check_folder_input, run_folder
 
-    check_folder_paths(src, dst)  # refuse before spending seconds on loading the model
+    check_model_options(
+        device=device,
+        precision=precision,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+    )
+    check_folder_input(src, dst)  # refuse before spending seconds on loading the model
     model = load_model(
         weights,
         device=device,
@@ -75,4 +92,6 @@ def folder(
     ui.say(summary.line())
     if summary.failed:
         total = summary.done + summary.skipped + len(summary.failed)
-        raise PartialFailure(f"{len(summary.failed)} of {total} image(s) failed (listed above)", src)
+        images = all(path.suffix.lower() in IMAGE_SUFFIXES for path, _ in summary.failed)
+        what = "image(s)" if images else "input(s)"
+        raise PartialFailure(f"{len(summary.failed)} of {total} {what} failed (listed above)", src)

@@ -23,8 +23,11 @@ Writes OUT/train/SEQ/{blur,sharp}/NNNNNN.png, OUT/test/... (held-out source file
 Same sources and --seed give byte-identical files.
 """
 
-Src = Annotated[Path, typer.Argument(help="Folder of sharp images and/or videos (searched recursively).")]
-Out = Annotated[Path, typer.Argument(help="Output dataset folder (GoPro layout).")]
+Src = Annotated[
+    Path,
+    typer.Argument(metavar="SRC", help="Folder of sharp images and/or videos (searched recursively)."),
+]
+Out = Annotated[Path, typer.Argument(metavar="OUT", help="Output dataset folder (GoPro layout).")]
 Count = Annotated[int, typer.Option("--count", min=1, help="Training pairs to write.")]
 Size = Annotated[
     int, typer.Option("--size", min=64, help="Crop edge in pixels (smaller sources: whole frame).")

@@ -17,6 +17,7 @@ from deblurtool.commands.common import (
     TileOverlap,
     TileSize,
     Weights,
+    check_model_options,
     handle_errors,
     load_model,
     naming_the_file,
@@ -25,26 +26,32 @@ from deblurtool.config import EncodeConfig
 from deblurtool.errors import PartialFailure
 
 Codec = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--codec",
-        help="FFmpeg video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1 (lossless; use .mkv), ...",
+        metavar="ENCODER",
+        help="FFmpeg video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1 (lossless; use .mkv), ... "
+        "Default: libx264 (libvpx-vp9 for .webm).",
+        show_default=False,
     ),
 ]
 Crf = Annotated[
-    int,
+    int | None,
     typer.Option(
         "--crf",
+        metavar="N",
         min=0,
         max=63,
-        help="Quality for encoders that have it, lower is better: 18 looks lossless with x264, 0 is "
-        "lossless.",
+        help="Quality for encoders that have it, lower is better: 18 (the default for x264/x265) looks "
+        "lossless, 0 is lossless; VP9 and AV1 default to 24.",
+        show_default=False,
     ),
 ]
 PixFmt = Annotated[
     str | None,
     typer.Option(
         "--pix-fmt",
+        metavar="FORMAT",
         help="Encoder pixel format. Default: the input's when the encoder has it (10-bit stays 10-bit), "
         "else yuv420p.",
         show_default=False,
@@ -55,13 +62,19 @@ PixFmt = Annotated[
 @handle_errors
 def video(
     src: Annotated[
-        Path, typer.Argument(help="The blurry video (any format FFmpeg reads).", show_default=False)
+        Path,
+        typer.Argument(metavar="SRC", help="The blurry video (any format FFmpeg reads).", show_default=False),
     ],
     dst: Annotated[
-        Path, typer.Argument(help="Output file; its extension picks the container (.mp4, .mkv, .mov).")
+        Path,
+        typer.Argument(
+            metavar="DST",
+            help="Output file; its extension picks the container (.mp4, .mkv, .mov, .avi, .webm).",
+            show_default=False,
+        ),
     ],
-    codec: Codec = "libx264",
-    crf: Crf = 18,
+    codec: Codec = None,
+    crf: Crf = None,
     pix_fmt: PixFmt = None,
     overwrite: Overwrite = False,
     weights: Weights = None,
@@ -90,10 +103,18 @@ def video(
     Exit codes: 0 done; 1 damaged input (what could be decoded was deblurred); 2 unusable input or refused
     output (nothing written); 130 interrupted (nothing left behind).
     """
-    from deblurtool.pipeline import check_video_paths, run_video  # imports the media stack: not for --help
+    from deblurtool.pipeline import check_video_input, check_video_paths, run_video  # not for --help
 
+    check_model_options(
+        device=device,
+        precision=precision,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+    )
     encode = EncodeConfig(codec=codec, crf=crf, pix_fmt=pix_fmt)
     check_video_paths(src, dst, overwrite)  # refuse before spending seconds on loading the model
+    check_video_input(src, encode, dst)
     model = load_model(
         weights,
         device=device,

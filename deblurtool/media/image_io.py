@@ -16,12 +16,13 @@ decoding (straight to file descriptor 2, around our message) is caught and used 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -29,6 +30,7 @@ import numpy as np
 
 from deblurtool.errors import InputError, OutputError, one_line
 from deblurtool.fsutil import write_bytes
+from deblurtool.media.image_meta import FileFacts, probe, tiff_dpi_params, with_dpi
 
 # The image formats every command reads (folder inputs, blur/sharp pairs) and writes.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -94,11 +96,29 @@ def _codec_messages(messages: list[str]) -> Iterator[None]:
 @dataclass(frozen=True)
 class ImageData:
     """Pixels in OpenCV layout (``pixels``: HxW, HxWx2, HxWx3 BGR or HxWx4 BGRA; uint8 or uint16) plus the
-    file's metadata chunks (``metadata_types`` are ``cv2.IMAGE_METADATA_*`` values, one per chunk)."""
+    file's metadata chunks (``metadata_types`` are ``cv2.IMAGE_METADATA_*`` values, one per chunk).
+
+    A multi-page TIFF or an animated WebP has its further pages (frames) in ``extra_pages`` (each in the same
+    layouts, sizes may differ); ``frame_durations`` (ms, one per page) and ``loop_count`` describe an
+    animation. :attr:`pages` is every page, the first one being ``pixels``. ``facts`` are what OpenCV does
+    not keep (resolution, lossy quality, gray+alpha; see :mod:`.image_meta`): :func:`write_image` honours
+    them."""
 
     pixels: np.ndarray
     metadata_types: tuple[int, ...] = ()
     metadata: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    extra_pages: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    frame_durations: tuple[int, ...] = ()
+    loop_count: int = 0
+    facts: FileFacts = field(default_factory=FileFacts)
+
+    @property
+    def pages(self) -> tuple[np.ndarray, ...]:
+        return (self.pixels, *self.extra_pages)
+
+    def with_pages(self, pages: Sequence[np.ndarray]) -> ImageData:
+        """The same image (metadata and all) holding ``pages`` instead."""
+        return replace(self, pixels=pages[0], extra_pages=tuple(pages[1:]))
 
 
 def _decode(path: Path, flags: int) -> tuple[np.ndarray, tuple[int, ...], tuple[np.ndarray, ...]]:
@@ -108,10 +128,19 @@ def _decode(path: Path, flags: int) -> tuple[np.ndarray, tuple[int, ...], tuple[
     truncated, non-image or unsupported-depth file is one :class:`InputError` line, with the codec's own
     message as the reason where it printed one.
     """
+    return _decode_data(_read_bytes(path), path, flags)
+
+
+def _read_bytes(path: Path) -> np.ndarray:
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        return np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise InputError(f"cannot read ({e.strerror or e})", path) from None
+
+
+def _decode_data(
+    data: np.ndarray, path: Path, flags: int
+) -> tuple[np.ndarray, tuple[int, ...], tuple[np.ndarray, ...]]:
     if data.size == 0:
         raise InputError("empty file (0 bytes)", path)
     if data[:8].tobytes() == _PNG_SIGNATURE and _PNG_END not in data[-4096:].tobytes():
@@ -125,18 +154,59 @@ def _decode(path: Path, flags: int) -> tuple[np.ndarray, tuple[int, ...], tuple[
     if pixels is None or pixels.size == 0:
         reason = f"; {messages[0][:120]}" if messages else ""
         raise InputError(f"not a readable image (damaged, truncated or of another format{reason})", path)
+    _check_layout(pixels, path)
+    return pixels, tuple(int(t) for t in types), tuple(np.asarray(c) for c in chunks)
+
+
+def _check_layout(pixels: np.ndarray, path: Path) -> None:
     if pixels.dtype not in (np.uint8, np.uint16):
         raise InputError(f"{pixels.dtype} samples are not supported (8- and 16-bit images are)", path)
     if pixels.ndim == 3 and pixels.shape[2] not in (2, 3, 4):
         raise InputError(f"{pixels.shape[2]} channels are not supported (gray, RGB and RGBA are)", path)
-    return pixels, tuple(int(t) for t in types), tuple(np.asarray(c) for c in chunks)
+
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+
+
+def _further_pages(path: Path, data: np.ndarray) -> dict[str, object]:
+    """``ImageData`` fields for the pages after the first of a multi-page TIFF or an animated WebP (empty for
+    any other file): none of them is dropped."""
+    head = data[:16].tobytes()
+    if head[:4] in _TIFF_MAGIC:
+        with _quiet_opencv():
+            ok, pages = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)
+        if not ok or len(pages) < 2:
+            return {}
+        for page in pages:
+            _check_layout(page, path)
+        return {"extra_pages": tuple(pages[1:])}
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and b"ANIM" in data[:4096].tobytes():
+        with _quiet_opencv():
+            ok, animation = cv2.imdecodeanimation(data)
+        if not ok or len(animation.frames) < 2:
+            return {}
+        return {
+            "extra_pages": tuple(animation.frames[1:]),
+            "frame_durations": tuple(int(d) for d in animation.durations),
+            "loop_count": int(animation.loop_count),
+            "first": animation.frames[0],
+        }
+    return {}
 
 
 def read_image(path: Path) -> ImageData:
     """Decode ``path`` as stored (``IMREAD_UNCHANGED``: mode, depth and metadata kept) for the folder
-    pipeline; a zero-byte, truncated, non-image or unsupported-depth file: :class:`InputError`."""
-    pixels, types, chunks = _decode(path, cv2.IMREAD_UNCHANGED)
-    return ImageData(pixels, types, chunks)
+    pipeline, every page of a multi-page TIFF and every frame of an animated WebP included; a zero-byte,
+    truncated, non-image or unsupported-depth file: :class:`InputError`."""
+    data = _read_bytes(path)
+    pixels, types, chunks = _decode_data(data, path, cv2.IMREAD_UNCHANGED)
+    more = _further_pages(path, data) if path.suffix.lower() in _PAGED else {}
+    first = more.pop("first", pixels)
+    assert isinstance(first, np.ndarray)
+    facts = probe(data.tobytes())
+    if facts.gray_alpha and first.ndim == 3 and first.shape[2] == 4:
+        first = np.ascontiguousarray(first[:, :, [0, 3]])  # OpenCV made it BGRA; its colours are equal
+    return ImageData(first, types, chunks, facts=facts, **more)  # type: ignore[arg-type]
 
 
 def read_rgb_u8(path: Path) -> np.ndarray:
@@ -188,21 +258,95 @@ def write_image(path: Path, image: ImageData, *, overwrite: bool = False) -> Non
     if path.exists() and not overwrite:
         raise OutputError("exists (use --overwrite to replace it)", path)
     ext = path.suffix.lower()
-    params = _WRITE_PARAMS.get(ext, [])
+    params = _write_params(ext, image.facts)
+    if image.pixels.ndim == 3 and image.pixels.shape[2] == 2 and ext == ".png" and not image.extra_pages:
+        data = gray_alpha_png(image)
+    else:
+        data = with_dpi(_encode(ext, image, params, path), image.facts.dpi)
+    try:
+        write_bytes(path, data)
+    except OSError as e:  # the disk filled up while writing (creating and renaming are OutputErrors already)
+        raise OutputError(f"cannot write ({e.strerror or e})", path) from None
+
+
+_PAGED = frozenset({".tif", ".tiff", ".webp"})
+
+
+def _write_params(ext: str, facts: FileFacts) -> list[int]:
+    """OpenCV's parameters for ``ext``: the input's quality for a lossy JPEG or WebP (a lossless WebP stays
+    lossless), its resolution for a TIFF."""
+    params = list(_WRITE_PARAMS.get(ext, []))
+    if ext in (".jpg", ".jpeg") and facts.quality is not None:
+        params = [cv2.IMWRITE_JPEG_QUALITY, facts.quality]
+    elif ext == ".webp" and facts.lossless is False:
+        params = [cv2.IMWRITE_WEBP_QUALITY, facts.quality or 90]
+    elif ext in (".tif", ".tiff"):
+        params += tiff_dpi_params(facts.dpi)
+    return params
+
+
+def _encode(ext: str, image: ImageData, params: list[int], path: Path) -> bytes:
+    pixels = image.pixels
+    if pixels.ndim == 3 and pixels.shape[2] == 2:  # gray+alpha that only PNG (8-bit) holds: gray as BGR
+        pixels = np.dstack([pixels[:, :, 0]] * 3 + [pixels[:, :, 1]])
     ok, buf = False, None
-    if image.metadata_types:
+    if image.extra_pages:
+        ok, buf = _encode_pages(ext, image, params, path)
+    elif image.metadata_types:
         with contextlib.suppress(cv2.error):
             ok, buf = cv2.imencodeWithMetadata(
-                ext, image.pixels, list(image.metadata_types), list(image.metadata), params
+                ext, pixels, list(image.metadata_types), list(image.metadata), params
             )
-    if not ok:
+    if not ok and not image.extra_pages:
         try:
-            ok, buf = cv2.imencode(ext, image.pixels, params)
+            ok, buf = cv2.imencode(ext, pixels, params)
         except cv2.error as e:
             raise OutputError(f"cannot encode as {ext} ({e.err or e})", path) from None
     if not ok or buf is None:
-        raise OutputError(f"cannot encode a {image.pixels.dtype} {image.pixels.shape} image as {ext}", path)
+        raise OutputError(f"cannot encode a {pixels.dtype} {pixels.shape} image as {ext}", path)
+    return bytes(buf.tobytes())
+
+
+def gray_alpha_png(image: ImageData) -> bytes:
+    """An 8-bit gray+alpha PNG (which OpenCV cannot write) with the image's EXIF, XMP, ICC profile and
+    resolution, through Pillow; 16-bit gray+alpha goes to OpenCV as BGRA with equal colours (no tint)."""
+    from PIL import Image, PngImagePlugin
+
+    pixels = image.pixels
+    if pixels.dtype != np.uint8:
+        return with_dpi(_encode(".png", image, list(_WRITE_PARAMS[".png"]), Path("x.png")), image.facts.dpi)
+    chunks = dict(zip(image.metadata_types, image.metadata, strict=False))
+    options: dict[str, object] = {"compress_level": 3}
+    if cv2.IMAGE_METADATA_EXIF in chunks:
+        options["exif"] = chunks[cv2.IMAGE_METADATA_EXIF].tobytes()
+    if cv2.IMAGE_METADATA_ICCP in chunks:
+        options["icc_profile"] = chunks[cv2.IMAGE_METADATA_ICCP].tobytes()
+    if cv2.IMAGE_METADATA_XMP in chunks:
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(
+            "XML:com.adobe.xmp", chunks[cv2.IMAGE_METADATA_XMP].tobytes().decode("utf-8", "replace")
+        )
+        options["pnginfo"] = info
+    if image.facts.dpi is not None:
+        options["dpi"] = image.facts.dpi
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels), "LA").save(out, format="PNG", **options)
+    return out.getvalue()
+
+
+def _encode_pages(
+    ext: str, image: ImageData, params: list[int], path: Path
+) -> tuple[bool, np.ndarray | None]:
+    """Every page into one file: a multi-page TIFF, or an animated WebP with the input's frame timing."""
     try:
-        write_bytes(path, buf.tobytes())
-    except OSError as e:  # the disk filled up while writing (creating and renaming are OutputErrors already)
-        raise OutputError(f"cannot write ({e.strerror or e})", path) from None
+        if ext == ".webp" and image.frame_durations:
+            animation = cv2.Animation()
+            animation.frames = list(image.pages)
+            animation.durations = list(image.frame_durations)
+            animation.loop_count = image.loop_count
+            return cv2.imencodeanimation(ext, animation, params)
+        if ext in (".tif", ".tiff"):
+            return cv2.imencodemulti(ext, list(image.pages), params)
+    except cv2.error as e:
+        raise OutputError(f"cannot encode {len(image.pages)} pages as {ext} ({e.err or e})", path) from None
+    raise OutputError(f"{ext} files hold one page; the input has {len(image.pages)}", path)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import struct
 import threading
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -30,16 +29,25 @@ from pathlib import Path
 import av
 import av.container
 import av.error
-import av.sidedata.sidedata
 import av.stream
 import av.video.stream
 import numpy as np
 
 from deblurtool.errors import InputError
 from deblurtool.media.colour import to_rgb_array
+from deblurtool.media.video_probe import (
+    display_matrix,
+    ends_early,
+    estimate_frames,
+    expected_end,
+    pick_video_stream,
+    refuse_non_video,
+)
 
 _POLL_S = 0.1  # how often a blocked thread looks at the stop event
 _PROBE_MAX_SKIPPED = 250  # rejected video packets before the first frame after which the input is refused
+_PROBE_MAX_PACKETS = 600  # packets read ahead to find the first one of every audio and subtitle stream
+_PROBE_MAX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,7 @@ class VideoInfo:
     color_range: int
     color_primaries: int
     color_trc: int
+    base_rate: Fraction | None = None  # FFmpeg's r_frame_rate: the finest rate on which every pts falls
 
 
 @dataclass(frozen=True)
@@ -89,50 +98,17 @@ class _Failure:
     error: BaseException
 
 
-# FFmpeg renders text and "binary art" files as video (its tty/bintext demuxers); such a file is not a video.
-_TEXT_ART_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
+class _Raising:
+    """A packet iterator that fails at once with ``error`` (met while reading ahead, reported in order)."""
 
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
-def _refuse_non_video(container: av.container.InputContainer, path: Path) -> None:
-    """A text file or a still image opens as a one-stream "video" in FFmpeg; say what it is instead."""
-    if any(
-        s.codec_context is not None and s.codec_context.name in _TEXT_ART_CODECS
-        for s in container.streams.video
-    ):
-        raise InputError("is a text file, not a video", path)
-    fmt = container.format.name
-    if fmt == "image2" or fmt.endswith("_pipe"):
-        raise InputError("is a still image, not a video (use `deblurtool folder` for images)", path)
+    def __iter__(self) -> _Raising:
+        return self
 
-
-def _pick_video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
-    # Cover art (mp4/mkv "attached pictures") is a one-frame video stream; it is not the video.
-    videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
-    if not videos:
-        raise InputError("has no video stream", path)
-    for stream in videos:
-        if stream.codec_context is not None:  # None: FFmpeg has no decoder for it, or its header is damaged
-            return stream
-    raise InputError("has no video stream FFmpeg can decode (unknown codec, or a damaged header)", path)
-
-
-def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
-    kind = av.sidedata.sidedata.Type.DISPLAYMATRIX
-    raw = bytes(frame.side_data[kind]) if kind in frame.side_data else b""
-    return struct.unpack("=9i", raw) if len(raw) == 36 else None
-
-
-def _estimate_frames(
-    stream: av.video.stream.VideoStream, container: av.container.InputContainer
-) -> int | None:
-    rate = stream.average_rate or stream.guessed_rate
-    if not rate:
-        return None
-    if stream.duration and stream.time_base:
-        return max(1, round(stream.duration * stream.time_base * rate))
-    if container.duration:  # microseconds
-        return max(1, round(Fraction(container.duration, 1_000_000) * rate))
-    return None
+    def __next__(self) -> av.Packet:
+        raise self.error
 
 
 class VideoReader:
@@ -158,6 +134,10 @@ class VideoReader:
         self._copy: frozenset[int] = frozenset()
         self._pending: list[DecodedFrame | av.Packet] = []
         self._last_pts: int | None = None
+        self._last_duration = 1
+        self.sample_packets: dict[int, av.Packet] = {}  # the first packet of each other stream, for checks
+        self._file_end = 0.0  # the latest end (s) of any packet demuxed: where the file's content stops
+        self._probed_bytes = 0
         self._closed = False
         try:
             self._container = av.open(str(path), "r")
@@ -166,8 +146,8 @@ class VideoReader:
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
             raise InputError(f"not a readable video ({_reason(e)})", path) from None
         try:
-            _refuse_non_video(self._container, path)
-            self._stream = _pick_video_stream(self._container, path)
+            refuse_non_video(self._container, path)
+            self._stream = pick_video_stream(self._container, path)
             self._stream.thread_type = "AUTO"
             rate, tb = self._stream.average_rate or self._stream.guessed_rate, self._stream.time_base
             self._pts_step = max(1, round(1 / (rate * tb))) if rate and tb else 1
@@ -180,6 +160,16 @@ class VideoReader:
             raise
 
     # -- set-up (caller's thread) ----------------------------------------------------------------------------
+
+    @property
+    def video_stream(self) -> av.video.stream.VideoStream:
+        """The video stream being decoded (its metadata: language, title, ...)."""
+        return self._stream
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The container's metadata (title, creation_time, location, ...), as FFmpeg names it."""
+        return dict(self._container.metadata)
 
     @property
     def side_streams(self) -> list[av.stream.Stream]:
@@ -195,6 +185,7 @@ class VideoReader:
                 break
             except av.error.FFmpegError as e:
                 raise InputError(f"no video frame could be decoded ({_reason(e)})", self.path) from None
+            self._saw(packet)
             if packet.stream.index != self._stream.index:
                 if packet.dts is not None:
                     self._pending.append(packet)
@@ -205,11 +196,47 @@ class VideoReader:
             if frames:
                 self._array_format = "rgb24" if _bit_depth(frames[0]) <= 8 else "rgb48le"
                 self._pending.extend(self._to_decoded(f) for f in frames)
+                self._probe_side_packets()
                 return frames[0]
         if self._first_skip is not None:
             where = f"{self.packets_skipped} damaged packet(s)"
             raise InputError(f"no video frame could be decoded ({where}: {self._first_skip[1]})", self.path)
         raise InputError("no video frame could be decoded (empty or unsupported video stream)", self.path)
+
+    def _saw(self, packet: av.Packet) -> None:
+        """Note a demuxed packet: the first of each other stream is kept (the writer tries it in the output
+        container before any work), and the latest end time of all tells where the file's content stops."""
+        if packet.pts is not None and packet.time_base:
+            self._file_end = max(
+                self._file_end, float((packet.pts + (packet.duration or 0)) * packet.time_base)
+            )
+        index = packet.stream.index
+        if index != self._stream.index and index not in self.sample_packets and packet.dts is not None:
+            self.sample_packets[index] = packet
+
+    def _probe_side_packets(self) -> None:
+        """Read on (packets kept, video ones undecoded) until every audio and subtitle stream has shown a
+        packet, within a budget: the writer checks that each can be muxed before the model runs."""
+        wanted = {
+            s.index
+            for s in self._container.streams
+            if s.type in ("audio", "subtitle") and s is not self._stream
+        }
+        while wanted - self.sample_packets.keys() and len(self._pending) < _PROBE_MAX_PACKETS:
+            if self._probed_bytes > _PROBE_MAX_BYTES:
+                return
+            try:
+                packet = next(self._packets)
+            except StopIteration:
+                self._packets = iter(())
+                return
+            except av.error.FFmpegError as e:  # the decode thread reports it, after the frames before it
+                self._packets = _Raising(e)
+                return
+            self._saw(packet)
+            self._probed_bytes += packet.size
+            if packet.dts is not None or packet.stream.index == self._stream.index:
+                self._pending.append(packet)
 
     def _decode_packet(self, packet: av.Packet) -> list[av.VideoFrame]:
         """The frames one video packet completes. A packet the decoder rejects is counted and skipped (the
@@ -225,7 +252,7 @@ class VideoReader:
     def _make_info(self, first: av.VideoFrame) -> VideoInfo:
         stream = self._stream
         fmt = first.format
-        matrix = _display_matrix(first)
+        matrix = display_matrix(first)
         exact = bool(stream.frames)
         return VideoInfo(
             path=self.path,
@@ -236,7 +263,7 @@ class VideoReader:
             bit_depth=_bit_depth(first),
             time_base=stream.time_base or Fraction(1, 90_000),
             average_rate=stream.average_rate or stream.guessed_rate or None,
-            frames_total=stream.frames if exact else _estimate_frames(stream, self._container),
+            frames_total=stream.frames if exact else estimate_frames(stream, self._container),
             frames_exact=exact,
             display_matrix=matrix,
             rotation=int(first.rotation) if matrix is not None else 0,
@@ -244,6 +271,7 @@ class VideoReader:
             color_range=int(first.color_range),
             color_primaries=int(first.color_primaries),
             color_trc=int(first.color_trc),
+            base_rate=stream.base_rate or None,
         )
 
     # -- decoding (reader thread) ----------------------------------------------------------------------------
@@ -256,6 +284,7 @@ class VideoReader:
         elif self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         self._last_pts = pts
+        self._last_duration = frame.duration or self._pts_step  # (a held last frame may last long)
         if frame.is_corrupt:
             self.frames_concealed += 1
         rgb = to_rgb_array(frame, self._array_format)
@@ -283,9 +312,13 @@ class VideoReader:
 
     def _run(self) -> None:
         try:
+            video_index = self._stream.index
             for item in self._pending:
                 if isinstance(item, DecodedFrame) or item.stream.index in self._copy:
                     self._put(item)
+                elif item.stream.index == video_index:  # read ahead while probing, not yet decoded
+                    for frame in self._decode_packet(item):
+                        self._put(self._to_decoded(frame))
             self._pending.clear()
             self._decode_rest()
             self._put(_End())
@@ -307,6 +340,7 @@ class VideoReader:
                 self._break_off = f"it breaks off after frame {self.frames_decoded} ({_reason(e)})"
                 self._flush_decoder()
                 break
+            self._saw(packet)
             if packet.stream.index == video_index:
                 for frame in self._decode_packet(packet):
                     self._put(self._to_decoded(frame))
@@ -336,7 +370,23 @@ class VideoReader:
         if self.info.frames_exact and total and self.frames_decoded < total - max(2, total // 100):
             hint = "" if parts else " (truncated?)"
             parts.append(f"{self.frames_decoded} of {total} frames could be decoded{hint}")
+        elif not self.info.frames_exact:
+            parts.extend(self._short_of_duration(bool(parts)))
         return f"the input is damaged: {'; '.join(parts)}" if parts else None
+
+    def _short_of_duration(self, explained: bool) -> list[str]:
+        """Without a frame count, the stream's (or else the container's) duration says whether the file
+        ends early: a cut-off Matroska or WebM file decodes cleanly up to its cut."""
+        end = expected_end(self._stream, self._container)
+        if end is None or self._last_pts is None or not self.info.average_rate:
+            return []
+        video_end = (self._last_pts + self._last_duration) * self.info.time_base
+        reached = video_end if end[1] else Fraction(self._file_end)
+        found = ends_early(end, reached, 1 / self.info.average_rate)
+        if found is None:
+            return []
+        frames = f"{self.frames_decoded} of about {self.info.frames_total} frames could be decoded"
+        return [f"{frames} ({found}{'' if explained else '; truncated?'})"]
 
     # -- consuming (caller's thread) -------------------------------------------------------------------------
 

@@ -1,9 +1,16 @@
 """Encode frames and remux copied packets in a background thread, fed through a bounded queue.
 
 The output keeps the input's size, time base and every frame's pts (so variable frame rate survives), its
-colour tags and display matrix (so it plays with the same colours and orientation), and its audio and subtitle
-streams as they were: packets are copied into streams made from the input streams' templates, never
-re-encoded. A stream the output container cannot hold is skipped with a note in :attr:`VideoWriter.notes`.
+colour tags and display matrix (so it plays with the same colours and orientation), its metadata (title,
+creation time, location; each stream's language and title) and its audio and subtitle streams: packets are
+copied into streams made from the input streams' templates. Every stream is checked against the output
+container when the file is opened, before any frame is encoded (see :mod:`.stream_map`): audio the container
+cannot hold is re-encoded, anything else it cannot hold is skipped, each with a note in
+:attr:`VideoWriter.notes`. The file's header is written at opening too, so what the muxer would refuse is
+refused before the model runs.
+
+AVI stores no presentation times, only the order of decoding, at one frame rate: there the time base is the
+input's base frame rate and the encoder makes no B-frames (which would come back one frame late).
 
 The container is always closed, also on error; after :meth:`VideoWriter.abort` the encoder is not flushed (the
 caller deletes the file anyway, and flushing a long look-ahead would only delay Ctrl-C).
@@ -13,8 +20,9 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -27,12 +35,20 @@ import numpy as np
 from deblurtool.config import EncodeConfig
 from deblurtool.errors import DeblurError, OutputError
 from deblurtool.media.colour import from_rgb_array, output_color_range
+from deblurtool.media.stream_map import SideStream, add_side_streams, copied_metadata
+from deblurtool.media.video_codec import (
+    NO_REORDER_FORMATS,
+    avi_refusal,
+    choose_codec,
+    choose_pix_fmt,
+    depth_note,
+    encoder_options,
+)
 from deblurtool.media.video_reader import VideoInfo
 
-_POLL_S = 0.1
+__all__ = ["VideoWriter", "choose_pix_fmt"]
 
-# Encoders that take a constant-quality ``crf`` option, with its largest value.
-_CRF_MAX = {"libx264": 51, "libx264rgb": 51, "libx265": 51, "libvpx": 63, "libvpx-vp9": 63, "libsvtav1": 63}
+_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -45,61 +61,17 @@ class _End:
     """Queue sentinel: no more input; flush the encoder and close."""
 
 
-def _video_formats(codec_name: str) -> list[str]:
-    try:
-        codec = av.codec.Codec(codec_name, "w")
-    except (av.error.FFmpegError, ValueError):
-        raise DeblurError(f"--codec {codec_name!r} is not an encoder this FFmpeg build has") from None
-    if codec.type != "video":
-        raise DeblurError(f"--codec {codec_name!r} is a {codec.type} encoder, not a video one")
-    return [f.name for f in codec.video_formats or ()]
-
-
-def _fits(pix_fmt: str, width: int, height: int) -> bool:
-    """Chroma-subsampled formats need even sizes (x264 refuses odd ones)."""
-    fmt = av.VideoFormat(pix_fmt, width, height)
-    subsampled = any(c.width != width or c.height != height for c in fmt.components[1:] if not c.is_alpha)
-    return not (subsampled and (width % 2 or height % 2))
-
-
-def choose_pix_fmt(codec_name: str, requested: str | None, info: VideoInfo) -> str:
-    """The encoder pixel format: ``requested`` if given (must be supported); else the input's when the encoder
-    has it; else, for a deeper-than-8-bit input, a 10-bit 4:2:0 format when available (so precision is not
-    thrown away silently); else yuv420p; odd frame sizes avoid subsampled formats (4:4:4 instead)."""
-    formats = _video_formats(codec_name)
-    w, h = info.width, info.height
-    if requested is not None:
-        try:
-            av.VideoFormat(requested)
-        except ValueError:
-            raise DeblurError(f"--pix-fmt {requested!r} is not a pixel format FFmpeg knows") from None
-        if formats and requested not in formats:
-            raise DeblurError(
-                f"--pix-fmt {requested} is not supported by {codec_name} (it takes: {', '.join(formats)})"
-            )
-        if not _fits(requested, w, h):
-            raise DeblurError(f"--pix-fmt {requested} needs an even frame size, the input is {w}x{h}")
-        return requested
-    if not formats:  # the encoder did not say; let FFmpeg pick from what we hand it
-        return info.pix_fmt
-    wanted = [info.pix_fmt]
-    if info.bit_depth > 8:
-        wanted += ["yuv420p10le", "yuv444p10le"]
-    wanted += ["yuv420p", "yuv444p", *formats]
-    for name in wanted:
-        if name in formats and _fits(name, w, h):
-            return name
-    raise DeblurError(f"{codec_name} has no pixel format for a {w}x{h} frame (try --codec ffv1)")
-
-
 class VideoWriter:
     """Open ``path`` for writing and add its streams; :meth:`start` the encode thread; :meth:`put_frame` /
     :meth:`put_packet` in input order; then :meth:`finish` (normal end) or :meth:`abort` (error, Ctrl-C).
 
-    ``side_streams`` are the input's other streams: audio and subtitles whose codec the output container
-    accepts are copied (see :attr:`copied_indices`); the rest are skipped with a line in :attr:`notes`.
-    Errors raised by the thread surface from the next put or from :meth:`finish` as :class:`OutputError`.
-    Messages name ``shown_path`` (default ``path``): the final name, when ``path`` is a hidden temporary one.
+    ``side_streams`` are the input's other streams and ``samples`` their first packets (by stream index, for
+    the check at opening): audio and subtitles the output container can hold are copied (see
+    :attr:`copied_indices`), audio it cannot hold is re-encoded, the rest skipped, each with a line in
+    :attr:`notes`. ``metadata`` (the input container's) and ``video_metadata`` (its video stream's) are
+    carried over. Errors raised by the thread surface from the next put or from :meth:`finish` as
+    :class:`OutputError`. Messages name ``shown_path`` (default ``path``): the final name, when ``path`` is a
+    hidden temporary one.
     """
 
     def __init__(
@@ -111,6 +83,9 @@ class VideoWriter:
         side_streams: Sequence[av.stream.Stream] = (),
         queue_size: int = 8,
         shown_path: Path | None = None,
+        samples: Mapping[int, av.Packet] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        video_metadata: Mapping[str, str] | None = None,
     ) -> None:
         self.path = path
         self.shown_path = shown_path if shown_path is not None else path
@@ -122,8 +97,7 @@ class VideoWriter:
         self._queue: queue.Queue[_Frame | av.Packet | _End] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self._closed = False
-        self.pix_fmt = choose_pix_fmt(encode.codec, encode.pix_fmt, info)
-        self.color_range = output_color_range(self.pix_fmt, info.color_range)
+        self._last_pts: int | None = None
         try:
             self._container = av.open(str(path), "w")
         except (av.error.FFmpegError, ValueError, OSError) as e:
@@ -131,40 +105,51 @@ class VideoWriter:
                 f"cannot write a video here ({_reason(e)}; use .mp4, .mkv or .mov)", self.shown_path
             ) from None
         try:
-            self._stream = self._add_video_stream(encode)
-            self._out_streams = self._add_side_streams(side_streams)
+            self.codec = choose_codec(encode.codec, self._container)
+            self.pix_fmt = choose_pix_fmt(self.codec, encode.pix_fmt, info)
+            self.color_range = output_color_range(self.pix_fmt, info.color_range)
+            if self.codec == "mjpeg":
+                self.color_range = 2  # JPEG is full range; FFmpeg's encoder refuses limited-range YUV
+            self._container.metadata.update(copied_metadata(metadata or {}))
+            self._stream = self._add_video_stream(encode, video_metadata or {})
+            self._sides: dict[int, SideStream] = add_side_streams(
+                self._container, side_streams, samples or {}, self.notes, suffix=path.suffix
+            )
+            self._start()
         except BaseException:
             self._close_container()
             raise
 
     @property
     def copied_indices(self) -> frozenset[int]:
-        """Indices (in the input) of the streams whose packets this writer copies."""
-        return frozenset(self._out_streams)
+        """Indices (in the input) of the streams this writer carries (copied or re-encoded)."""
+        return frozenset(self._sides)
 
-    def _add_video_stream(self, encode: EncodeConfig) -> av.video.stream.VideoStream:
+    def _add_video_stream(
+        self, encode: EncodeConfig, metadata: Mapping[str, str]
+    ) -> av.video.stream.VideoStream:
         info = self.info
-        options: dict[str, str] = {}
-        crf_max = _CRF_MAX.get(encode.codec)
-        if crf_max is not None:
-            if encode.crf > crf_max:
-                raise DeblurError(f"--crf for {encode.codec} must be at most {crf_max}, got {encode.crf}")
-            options["crf"] = str(encode.crf)
-            if encode.codec.startswith("libvpx"):
-                options["b"] = "0"  # constant quality, not a bitrate cap
-        if encode.codec == "libx265":
-            options["x265-params"] = "log-level=error"  # x265 prints info lines to stderr on its own
+        options = encoder_options(self.codec, encode, self.notes)
         try:
-            stream = self._container.add_stream(encode.codec, rate=info.average_rate, options=options)
+            stream = self._container.add_stream(self.codec, rate=info.average_rate, options=options)
         except (av.error.FFmpegError, ValueError) as e:
-            refusal = f"cannot use --codec {encode.codec} in {self.path.suffix} files ({_reason(e)})"
+            refusal = f"cannot use --codec {self.codec} in {self.path.suffix} files ({_reason(e)})"
             raise OutputError(refusal, self.shown_path) from None
         if not isinstance(stream, av.video.stream.VideoStream):
-            raise DeblurError(f"--codec {encode.codec} is not a video encoder")
+            raise DeblurError(f"--codec {self.codec} is not a video encoder")
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, self.pix_fmt
-        # The input's time base: every pts is written as it was read (variable frame rate survives).
-        stream.time_base = info.time_base
-        stream.codec_context.time_base = info.time_base
+        # The input's time base: every pts is written as it was read (variable frame rate survives). AVI
+        # counts frames at one rate instead: the finest rate on which the input's frames fall.
+        self.time_base = info.time_base
+        if self._container.format.name in NO_REORDER_FORMATS:
+            problem = avi_refusal(self.codec)
+            if problem is not None:
+                raise OutputError(problem, self.shown_path)
+            rate = info.base_rate or info.average_rate
+            self.time_base = 1 / rate if rate else info.time_base
+            stream.codec_context.max_b_frames = 0
+        stream.time_base = self.time_base
+        stream.codec_context.time_base = self.time_base
         if info.colorspace not in (0, 2):  # RGB (0) or unspecified (2): leave the encoder's default
             stream.codec_context.colorspace = info.colorspace
         if self.color_range:
@@ -175,24 +160,27 @@ class VideoWriter:
             stream.codec_context.color_trc = info.color_trc
         if info.display_matrix is not None:
             stream.set_display_matrix(info.display_matrix)
+        stream.metadata.update(copied_metadata(metadata, stream=True))
+        note = depth_note(self.codec, self.pix_fmt, info)
+        if note:
+            self.notes.append(note)
         return stream
 
-    def _add_side_streams(self, side_streams: Sequence[av.stream.Stream]) -> dict[int, av.stream.Stream]:
-        out: dict[int, av.stream.Stream] = {}
-        supported = self._container.supported_codecs
-        for s in side_streams:
-            name = s.codec_context.name if s.codec_context is not None else "unknown"
-            what = f"{s.type} stream #{s.index} ({name})"
-            if s.type not in ("audio", "subtitle") or s.disposition & av.stream.Disposition.attached_pic:
-                self.notes.append(f"note: {what} not copied (only audio and subtitles are)")
-            elif name not in supported:
-                self.notes.append(f"note: {what} not copied: {self.path.suffix} files cannot hold {name}")
-            else:
-                try:
-                    out[s.index] = self._container.add_stream_from_template(s)
-                except (av.error.FFmpegError, ValueError) as e:
-                    self.notes.append(f"note: {what} not copied ({_reason(e)})")
-        return out
+    def _start(self) -> None:
+        """Open the encoders and write the header now: what FFmpeg refuses is refused before any work."""
+        try:
+            self._container.start_encoding()
+        except (av.error.FFmpegError, ValueError) as e:
+            what = f"cannot write {self.codec} ({self.pix_fmt}) video in {self.path.suffix} files"
+            raise OutputError(
+                f"{what} ({_reason(e)}); try another --codec or container", self.shown_path
+            ) from None
+        if self._container.format.name in NO_REORDER_FORMATS and self._stream.codec_context.has_b_frames:
+            raise OutputError(
+                f"{self.path.suffix} files cannot keep the timing of {self.codec}'s reordered frames; "
+                "use .mkv or .mp4, or another --codec",
+                self.shown_path,
+            )
 
     # -- producer side (caller's thread) ---------------------------------------------------------------------
 
@@ -259,13 +247,22 @@ class VideoWriter:
                     continue
                 if isinstance(item, _End):
                     self._container.mux(self._stream.encode(None))
+                    for side in self._sides.values():
+                        if side.transcoder is not None:
+                            self._container.mux(side.transcoder.packets(None))
                     break
                 if isinstance(item, _Frame):
                     self._container.mux(self._stream.encode(self._to_video_frame(item)))
                     self.frames_written += 1
                 elif item.dts is not None:  # dts-less packets are demuxer flush markers, not data
-                    item.stream = self._out_streams[item.stream.index]
-                    self._container.mux(item)
+                    side = self._sides[item.stream.index]
+                    if self._before_start(item):
+                        continue
+                    if side.transcoder is not None:
+                        self._container.mux(side.transcoder.packets(item))
+                    else:
+                        item.stream = side.out
+                        self._container.mux(item)
         except BaseException as e:
             self._error = e
         finally:
@@ -274,10 +271,24 @@ class VideoWriter:
             except BaseException as e:
                 self._error = self._error or e
 
+    def _before_start(self, packet: av.Packet) -> bool:
+        """An audio packet that ends before time 0 (an encoder's priming) in a file that stores no
+        timestamps for it (AVI): a player would play it as sound, and the muxer would shift the whole file
+        by a fraction of a frame to make room for it. It is left out; its samples are never heard anyway."""
+        if self.time_base == self.info.time_base or packet.pts is None or not packet.time_base:
+            return False
+        return (packet.pts + (packet.duration or 0)) * packet.time_base <= 0
+
     def _to_video_frame(self, item: _Frame) -> av.VideoFrame:
         frame = from_rgb_array(item.rgb, self.pix_fmt, self.info.colorspace, self.color_range)
-        frame.pts = item.pts
-        frame.time_base = self.info.time_base
+        pts = item.pts
+        if self.time_base != self.info.time_base:  # AVI: counted in frames of its one rate
+            pts = round(Fraction(pts) * self.info.time_base / self.time_base)
+            if self._last_pts is not None and pts <= self._last_pts:
+                pts = self._last_pts + 1
+        self._last_pts = pts
+        frame.pts = pts
+        frame.time_base = self.time_base
         return frame
 
     def _close_container(self) -> None:

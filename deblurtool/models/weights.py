@@ -217,12 +217,27 @@ def _verify_against_card(path: Path, *, required: bool) -> None:
         )
 
 
+def _refuse_non_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """A NaN or infinite value (a damaged file, flipped bits, a diverged training run) would turn every frame
+    black or garbage without any error: refuse the file, naming the first such tensor."""
+    for name in sorted(tensors):
+        t = tensors[name]
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise WeightsError(
+                f"tensor {name} holds {bad} non-finite value(s) (NaN or infinity): the file is damaged or "
+                "comes from a diverged training run",
+                path,
+            )
+
+
 def load_generator(path: Path | None = None, *, verify: bool = True) -> ResnetGenerator:
     """Build the generator a weights file describes and load it in float32, eval mode, on the CPU.
 
     ``path`` None loads the shipped default (``default_weights_path()``). With ``verify`` files in the repo's
     ``weights/`` folder are checked against the card's sha256 (required for the default). One-line
-    WeightsError for: missing file, not safetensors, wrong/missing metadata, names or shapes that do not fit.
+    WeightsError for: missing file, not safetensors, wrong/missing metadata, names or shapes that do not fit,
+    NaN or infinite values.
     """
     is_default = path is None
     path = default_weights_path() if path is None else Path(path)
@@ -250,6 +265,7 @@ def load_generator(path: Path | None = None, *, verify: bool = True) -> ResnetGe
                 f"config {config.to_dict()} needs {tuple(ref.shape)}",
                 path,
             )
+    _refuse_non_finite(tensors, path)
     state = {k: (t.float() if t.is_floating_point() else t) for k, t in tensors.items()}
     model.load_state_dict(state, strict=False)  # strict=False only for the dropped num_batches_tracked
     return model.eval()

@@ -14,10 +14,10 @@ e.g. :class:`deblurtool.inference.Deblurrer`. Runs print nothing: they report th
 (the CLI's draws a progress bar, see :mod:`deblurtool.ui`; the default logs) and return a summary.
 """
 
-from deblurtool.pipeline.folder import FolderSummary, check_folder_paths, run_folder
+from deblurtool.pipeline.folder import FolderSummary, check_folder_input, check_folder_paths, run_folder
 from deblurtool.pipeline.manifest import MANIFEST_NAME
 from deblurtool.pipeline.progress import ArrayModel, LogProgress, Progress
-from deblurtool.pipeline.video import VideoSummary, check_video_paths, run_video
+from deblurtool.pipeline.video import VideoSummary, check_video_input, check_video_paths, run_video
 
 __all__ = [
     "MANIFEST_NAME",
@@ -26,7 +26,9 @@ __all__ = [
     "LogProgress",
     "Progress",
     "VideoSummary",
+    "check_folder_input",
     "check_folder_paths",
+    "check_video_input",
     "check_video_paths",
     "run_folder",
     "run_video",

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deblurtool.errors import InputError, OutputError, one_line
-from deblurtool.fsutil import make_folders, remove_stale_temps_under
+from deblurtool.errors import InputError, ModelOutputError, OutputError, one_line
+from deblurtool.fsutil import check_writable, make_folders, output_lock, remove_stale_temps_under
 from deblurtool.media.image_io import (
     IMAGE_SUFFIXES,
-    ImageData,
     merge_from_model,
     read_image,
     split_for_model,
@@ -63,20 +62,68 @@ def check_folder_paths(src: Path, dst: Path) -> None:
         raise OutputError(f"is inside the input folder {src}; choose an output folder outside it", dst)
 
 
-def _scan(src: Path) -> tuple[list[Path], int]:
-    """Relative paths of the supported images under ``src`` (sorted, recursive, symlinked folders not
-    followed so a link loop cannot hang us) and how many other files were seen."""
-    images: list[Path] = []
-    ignored = 0
-    for root, dirs, files in os.walk(src):
-        dirs.sort()
-        for name in sorted(files):
-            rel = Path(root, name).relative_to(src)
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                images.append(rel)
+@dataclass
+class _Scan:
+    images: list[Path] = field(default_factory=list)  # relative to the input folder
+    ignored: int = 0
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _scan(src: Path, dst: Path) -> _Scan:
+    """The supported images under ``src`` (relative paths; each folder's files sorted, then its subfolders),
+    how many other files were seen, and every entry that could not be listed or read, with the reason:
+    nothing is left out silently. Linked folders are followed, each real folder once (a link loop cannot hang
+    us); a link to the output folder is not an input."""
+    scan = _Scan()
+    seen: set[tuple[int, int]] = set()
+    outputs = dst.resolve()
+    stack = [(src, Path())]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            st = folder.stat()
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            scan.failed.append((folder, f"cannot list this folder ({_os_reason(e)})"))
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        subfolders = []
+        for entry in entries:
+            path = Path(entry.path)
+            if _is_dir(entry):
+                real = path.resolve()
+                if real != outputs and outputs not in real.parents:
+                    subfolders.append((path, rel / entry.name))
+            elif Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
+                scan.ignored += 1
+            elif _is_file(entry):
+                scan.images.append(rel / entry.name)
             else:
-                ignored += 1
-    return images, ignored
+                what = "a link to nothing" if entry.is_symlink() else "not a regular file"
+                scan.failed.append((path, f"cannot read this image ({what})"))
+        stack.extend(reversed(subfolders))
+    return scan
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def _os_reason(e: OSError) -> str:
+    return str(e.strerror or e)
 
 
 def _default_signature(model: ArrayModel) -> str:
@@ -106,18 +153,26 @@ def run_folder(
     report = as_progress(progress)
     check_folder_paths(src, dst)
     signature = signature if signature is not None else _default_signature(model)
-    images, ignored = _scan(src)
-    if not images:
-        kinds = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES))
-        seen = f"{ignored} other file(s) seen; for a video use `deblurtool video`"
-        raise InputError(f"holds no images ({kinds}); {seen}", src)
+    scan = _scan(src, dst)
+    _check_has_images(src, scan)
     make_folders(dst, for_path=dst)
-    remove_stale_temps_under(dst)  # left by a run that was killed (power cut, SIGKILL) mid-image
+    check_writable(dst)  # a read-only output is one line now, not one failure per image after the model ran
+    with output_lock(dst):  # a second job into the same folder is refused, not raced
+        remove_stale_temps_under(dst)  # left by a run that was killed (power cut, SIGKILL) mid-image
+        return _run_images(src, dst, model, scan, report, signature, overwrite)
+
+
+def _run_images(
+    src: Path, dst: Path, model: ArrayModel, scan: _Scan, report: Progress, signature: str, overwrite: bool
+) -> FolderSummary:
     manifest = Manifest(dst)
-    summary = FolderSummary(ignored=ignored)
+    summary = FolderSummary(ignored=scan.ignored)
+    for path, reason in scan.failed:
+        summary.failed.append((path, reason))
+        report.failed(path, reason)
     started = time.perf_counter()
-    with report.items(src.name or str(src), len(images)) as advance:
-        for rel in images:
+    with report.items(src.name or str(src), len(scan.images)) as advance:
+        for rel in scan.images:
             src_file, out = src / rel, dst / rel
             outcome, reason = _process_one(model, src_file, out, rel, manifest, signature, overwrite)
             if outcome == "failed":
@@ -130,13 +185,33 @@ def run_folder(
     return summary
 
 
+def check_folder_input(src: Path, dst: Path) -> None:
+    """:func:`check_folder_paths`, and refuse an input folder without images at once: before a command spends
+    seconds loading the model."""
+    check_folder_paths(src, dst)
+    _check_has_images(src, _scan(src, dst))
+
+
+def _check_has_images(src: Path, scan: _Scan) -> None:
+    if scan.images:
+        return
+    kinds = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES))
+    seen = f"{scan.ignored} other file(s) seen; for a video use `deblurtool video`"
+    if scan.failed:
+        path, reason = scan.failed[0]
+        seen += f"; {len(scan.failed)} entry(ies) could not be read, e.g. {path}: {reason}"
+    raise InputError(f"holds no images ({kinds}); {seen}", src)
+
+
 def _deblur_image(model: ArrayModel, src_file: Path, out: Path) -> None:
     image = read_image(src_file)
-    rgb, alpha = split_for_model(image.pixels)
-    out_rgb = np.asarray(model.deblur_array(rgb))
-    pixels = merge_from_model(out_rgb, alpha, image.pixels)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_image(out, ImageData(pixels, image.metadata_types, image.metadata), overwrite=True)
+    pages = []
+    for page in image.pages:  # every page of a multi-page TIFF, every frame of an animated WebP
+        rgb, alpha = split_for_model(page)
+        out_rgb = np.asarray(model.deblur_array(rgb))
+        pages.append(merge_from_model(out_rgb, alpha, page))
+    make_folders(out.parent, for_path=out)
+    write_image(out, image.with_pages(pages), overwrite=True)
 
 
 def _process_one(
@@ -159,6 +234,18 @@ def _process_one(
                 return "skipped_existing", ""
         _deblur_image(model, src_file, out)
         manifest.add(rel, st, signature)
+    except ModelOutputError as e:  # the model itself is broken: every other image would fail alike
+        raise ModelOutputError(f"{one_line(e)}; the run stopped", src_file) from None
     except Exception as e:  # one file's failure must not stop the batch; Ctrl-C (not an Exception) does
-        return "failed", one_line(e)
+        return "failed", _failure_reason(e)
     return "done", ""
+
+
+def _failure_reason(e: Exception) -> str:
+    """One line in words for a failed image (reported after the input's path): an output's trouble names the
+    output, an OS error says what failed, not Python's repr of it."""
+    if isinstance(e, OutputError) and e.path:
+        return f"output {e.path}: {one_line(e)}"
+    if isinstance(e, OSError):
+        return _os_reason(e) + (f": {e.filename}" if e.filename else "")
+    return one_line(e)

@@ -11,8 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from deblurtool.config import EncodeConfig
-from deblurtool.errors import DeblurError, InputError, OutputError
-from deblurtool.fsutil import atomic_write, make_folders, remove_empty_folders, remove_stale_temps
+from deblurtool.errors import DeblurError, InputError, ModelOutputError, OutputError, one_line
+from deblurtool.fsutil import (
+    atomic_write,
+    make_folders,
+    output_lock,
+    remove_empty_folders,
+    remove_stale_temps,
+)
+from deblurtool.media.video_codec import check_encode
 from deblurtool.media.video_reader import DecodedFrame, VideoInfo, VideoReader
 from deblurtool.media.video_writer import VideoWriter
 from deblurtool.pipeline.progress import ArrayModel, Progress, as_progress
@@ -58,6 +65,14 @@ def check_video_paths(src: Path, dst: Path, overwrite: bool) -> None:
         raise OutputError("has no extension, so the container is unknown (use .mp4, .mkv or .mov)", dst)
 
 
+def check_video_input(src: Path, encode: EncodeConfig | None = None, dst: Path | None = None) -> None:
+    """Refuse an input that is not a usable video (and, given them, encoder settings that cannot work for
+    ``dst``) at once: before a command spends seconds loading the model."""
+    if encode is not None:
+        check_encode(encode, dst.suffix if dst is not None else "")
+    VideoReader(src).close()
+
+
 def run_video(
     src: Path,
     dst: Path,
@@ -83,15 +98,26 @@ def run_video(
     created: list[Path] = []
     try:
         created = make_folders(dst.parent, for_path=dst)
-        remove_stale_temps(dst)
-        with atomic_write(dst) as tmp:
-            writer = VideoWriter(tmp, reader.info, encode, side_streams=reader.side_streams, shown_path=dst)
-            try:
-                _encode_all(reader, writer, model, report)
-            except BaseException:
-                stop.set()
-                writer.abort()  # closed before its temporary file is removed
-                raise
+        with output_lock(dst):  # a second job into the same output is refused, not raced
+            check_video_paths(src, dst, overwrite)  # again: the job that held the lock may have made it
+            remove_stale_temps(dst)
+            with atomic_write(dst) as tmp:
+                writer = VideoWriter(
+                    tmp,
+                    reader.info,
+                    encode,
+                    side_streams=reader.side_streams,
+                    shown_path=dst,
+                    samples=reader.sample_packets,
+                    metadata=reader.metadata,
+                    video_metadata=reader.video_stream.metadata,
+                )
+                try:
+                    _encode_all(reader, writer, model, report)
+                except BaseException:
+                    stop.set()
+                    writer.abort()  # closed before its temporary file is removed
+                    raise
     except BaseException:
         stop.set()
         reader.close()
@@ -133,7 +159,12 @@ def _deblur_frame(model: ArrayModel, frame: DecodedFrame, info: VideoInfo) -> np
             "videos that change size part-way are not supported",
             info.path,
         )
-    out = np.asarray(model.deblur_array(frame.rgb))
+    try:
+        out = np.asarray(model.deblur_array(frame.rgb))
+    except ModelOutputError as e:
+        raise ModelOutputError(
+            f"frame {frame.index}: {one_line(e)}; nothing was written", info.path
+        ) from None
     if out.shape != frame.rgb.shape or out.dtype != frame.rgb.dtype:
         raise DeblurError(
             f"the model returned {out.dtype} {out.shape} for a {frame.rgb.dtype} {frame.rgb.shape} frame"
