@@ -6,7 +6,8 @@ this module holds the values, their defaults and their checks.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Collection
+from dataclasses import asdict, dataclass, fields, replace
 
 from deblurtool.config import PRECISIONS
 from deblurtool.errors import DeblurError
@@ -171,3 +172,31 @@ class TrainConfig:
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def merge_resumed(
+    cfg: TrainConfig, saved: dict[str, object], given: Collection[str] | None, *, log: Callable[[str], None]
+) -> TrainConfig:
+    """The configuration a resumed run continues with: the checkpoint's (``saved``), with the resumable
+    settings of ``cfg`` on top. With ``given`` known (the CLI passes the options spelled out), a resumable
+    setting left off the command line keeps the checkpoint's value: `--resume` alone must not quietly reset
+    --epochs or drop --eval-extra. Settings that may not change are kept, and ``log`` says which were."""
+    old = TrainConfig.from_dict(saved)
+    overrides = {
+        name: getattr(cfg, name)
+        for name in RESUMABLE_OVERRIDES
+        if given is None or name in given or name in PER_INVOCATION
+    }
+    ignored = [
+        n
+        for n in asdict(cfg)
+        if n not in RESUMABLE_OVERRIDES
+        and (given is None or n in given)
+        and getattr(cfg, n) != getattr(old, n)
+    ]
+    if ignored:
+        log(
+            f"resuming: keeping the checkpoint's {', '.join(ignored)} "
+            f"(only {', '.join(RESUMABLE_OVERRIDES)} may change on --resume)"
+        )
+    return replace(old, **overrides)

@@ -15,11 +15,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from deblurtool.errors import OutputError
 from deblurtool.fsutil import write_bytes
 from deblurtool.models.generator import ResnetGenerator
+from trainers.checkpoint import load_checkpoint
 
 METRIC_COLUMNS = (
     "epoch", "step", "wall_s", "lr", "g_loss", "g_adv", "g_perceptual", "g_pixel", "g_freq", "d_loss",
@@ -27,6 +31,24 @@ METRIC_COLUMNS = (
     "extra_input_ssim", "sharp_min_psnr", "sharp_mean_psnr", "select_score",
 )  # fmt: skip
 RUN_OUTPUTS = ("metrics.csv", "best.safetensors", "last.safetensors", "checkpoints", "config.json")
+
+
+def prepare_run_folder(out: Path, *, resume: bool, overwrite: bool) -> dict[str, typing.Any] | None:
+    """The checkpoint to resume from (``resume``), else None once ``out`` is known to hold no other run
+    (``overwrite`` lets the caller replace one: see ``clear_run_outputs``)."""
+    if resume:
+        return load_checkpoint(out / "checkpoints" / "last.pt")
+    if any((out / n).exists() for n in RUN_OUTPUTS) and not overwrite:
+        raise OutputError(
+            "already holds a training run; pass --resume to continue it or --overwrite to start afresh", out
+        )
+    return None
+
+
+def clear_run_outputs(out: Path) -> None:
+    """Remove a previous run's outputs (--overwrite), so nothing stale is taken for the new run's."""
+    for p in (out / n for n in RUN_OUTPUTS):
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -91,3 +113,14 @@ def plot_curves(out: Path, rows: Sequence[Mapping[str, str]]) -> None:
         if any(r.get(f"extra_{metric}") for r in rows):
             series[f"extra_{metric}"] = (epochs, col(f"extra_{metric}"))
         save_line_plot(out / f"{metric}.png", series, title=f"test {metric.upper()}", xlabel="epoch")
+
+
+def epoch_line(row: Mapping[str, object], *, epochs: int, best_epoch: int) -> str:
+    """The log line of a finished epoch: losses, scores against the input's, extras, sharp check, best."""
+    extra = f" extra {row['extra_psnr']}" if row.get("extra_psnr") else ""
+    sharp = f" | sharp in->out min {row['sharp_min_psnr']} dB" if row.get("sharp_min_psnr") else ""
+    return (
+        f"epoch {row['epoch']}/{epochs} step {row['step']}: g_loss {row['g_loss']} d_loss {row['d_loss']} | "
+        f"PSNR {row['psnr']} dB SSIM {row['ssim']} (input {row['input_psnr']} / {row['input_ssim']}){extra}"
+        f"{sharp} | score {row['select_score']} | best epoch {best_epoch}"
+    )

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import time
 import typing
 from collections.abc import Collection, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,13 +28,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from deblurtool.errors import InputError, OutputError
+from deblurtool.errors import InputError
 from deblurtool.evaluate import Scores
 from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
-from trainers.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from trainers.config import PER_INVOCATION, RESUMABLE_OVERRIDES, TrainConfig
+from trainers.checkpoint import rng_state, save_checkpoint, set_rng_state
+from trainers.config import TrainConfig, merge_resumed
 from trainers.critic import CriticConfig, PatchCritic
 from trainers.data import ResumableSampler, build_training_set
+from trainers.distributed import distributed_setup
 from trainers.evaluate import EpochEvaluator
 from trainers.losses import (
     VGGPerceptual,
@@ -49,11 +48,13 @@ from trainers.losses import (
 )
 from trainers.progress import Reporter
 from trainers.run_files import (
-    RUN_OUTPUTS,
     append_metrics,
+    clear_run_outputs,
     drop_unfinished_epochs,
+    epoch_line,
     export_generator,
     plot_curves,
+    prepare_run_folder,
     write_config,
 )
 
@@ -64,25 +65,6 @@ def lr_factor(epochs: int) -> typing.Callable[[int], float]:
     """1 for the first half of the epochs, then linear towards 0 (epoch e trains at (E - e) / (E - E//2))."""
     half = epochs // 2
     return lambda e: min(1.0, (epochs - e) / max(1, epochs - half))
-
-
-@dataclass(frozen=True)
-class Dist:
-    """This process's place under torchrun (one process: rank 0 of 1, not distributed)."""
-
-    distributed: bool
-    rank: int
-    world: int
-    local_rank: int
-
-
-def distributed_setup() -> Dist:
-    """Read torchrun's environment (WORLD_SIZE, RANK, LOCAL_RANK); the process group is made by the Trainer
-    once it knows its device (nccl on CUDA, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist(False, 0, 1, 0)
-    return Dist(True, int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
 
 
 @dataclass
@@ -109,9 +91,9 @@ class Trainer:
         place = distributed_setup()
         self.distributed, self.rank, self.world = place.distributed, place.rank, place.world
         self.out = Path(cfg.out)
-        ckpt = self._prepare_out(cfg)
+        ckpt = prepare_run_folder(self.out, resume=cfg.resume, overwrite=cfg.overwrite)
         if ckpt is not None:
-            cfg = self._merge_resumed_config(cfg, ckpt)
+            cfg = merge_resumed(cfg, ckpt["config"], self.given, log=self.log)
         self.cfg = cfg
         device_spec = cfg.device
         if self.distributed and device_spec in ("auto", "cuda") and torch.cuda.is_available():
@@ -163,50 +145,12 @@ class Trainer:
         if self.rank == 0:
             print(message, flush=True)
 
-    def _prepare_out(self, cfg: TrainConfig) -> dict[str, typing.Any] | None:
-        if cfg.resume:
-            return load_checkpoint(self.out / "checkpoints" / "last.pt")
-        if any(p.exists() for p in self._run_outputs()) and not cfg.overwrite:
-            raise OutputError(
-                "already holds a training run; pass --resume to continue it or --overwrite to start afresh",
-                self.out,
-            )
-        return None
-
-    def _run_outputs(self) -> list[Path]:
-        return [self.out / n for n in RUN_OUTPUTS]
-
     def _clear_outputs(self) -> None:
         """--overwrite: remove the old run's outputs (after everything else was checked, so a typo in the
         data path does not cost the old run), so nothing stale is taken for this run's."""
         if self.rank == 0 and not self.cfg.resume:
-            for p in self._run_outputs():
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+            clear_run_outputs(self.out)
         self._barrier()
-
-    def _merge_resumed_config(self, cfg: TrainConfig, ckpt: dict[str, typing.Any]) -> TrainConfig:
-        saved = TrainConfig.from_dict(ckpt["config"])
-        # With ``given`` known (the CLIs pass it), a resumable setting left off the command line keeps the
-        # checkpoint's value: `--resume` alone must not quietly reset --epochs or drop --eval-extra.
-        given = self.given
-        overrides = {
-            name: getattr(cfg, name)
-            for name in RESUMABLE_OVERRIDES
-            if given is None or name in given or name in PER_INVOCATION
-        }
-        ignored = [
-            n
-            for n in asdict(cfg)
-            if n not in RESUMABLE_OVERRIDES
-            and (given is None or n in given)
-            and getattr(cfg, n) != getattr(saved, n)
-        ]
-        if ignored:
-            self.log(
-                f"resuming: keeping the checkpoint's {', '.join(ignored)} "
-                f"(only {', '.join(RESUMABLE_OVERRIDES)} may change on --resume)"
-            )
-        return replace(saved, **overrides)
 
     def _build_models(self, cfg: TrainConfig, ckpt: dict[str, typing.Any] | None) -> None:
         if ckpt is not None:
@@ -501,14 +445,7 @@ class Trainer:
             }
         export_generator(self.generator, self.out, meta, best=best)
         plot_curves(self.out, append_metrics(self.out / "metrics.csv", row))
-        extra = f" extra {row['extra_psnr']}" if row.get("extra_psnr") else ""
-        sharp = f" | sharp in->out min {row['sharp_min_psnr']} dB" if row.get("sharp_min_psnr") else ""
-        self.log(
-            f"epoch {self.epoch}/{self.cfg.epochs} step {self.global_step}: g_loss {row['g_loss']} "
-            f"d_loss {row['d_loss']} | PSNR {row['psnr']} dB SSIM {row['ssim']} "
-            f"(input {row['input_psnr']} / {row['input_ssim']}){extra}{sharp} | score {row['select_score']} "
-            f"| best epoch {self.best['epoch']}"
-        )
+        self.log(epoch_line(row, epochs=self.cfg.epochs, best_epoch=int(self.best["epoch"])))
 
 
 def train(cfg: TrainConfig, given: Collection[str] | None = None) -> TrainResult:
