@@ -9,6 +9,8 @@ import ctypes
 import importlib.util
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -167,6 +169,29 @@ class IdentityModel:
         assert img.ndim == 3 and img.shape[2] == 3 and img.dtype in (np.uint8, np.uint16)
         self.calls += 1
         return img.copy()
+
+
+class SlowModel(IdentityModel):
+    """The identity, ``delay`` seconds a frame; sets ``started`` at the first frame (a job is under way)."""
+
+    def __init__(self, started: threading.Event, delay: float = 0.2) -> None:
+        super().__init__()
+        self.started, self.delay = started, delay
+
+    def deblur_array(self, img: np.ndarray) -> np.ndarray:
+        self.started.set()
+        time.sleep(self.delay)
+        return super().deblur_array(img)
+
+
+def run_cli(*args: str | Path) -> tuple[int, str]:
+    """``deblurtool ARGS`` through typer's runner: (exit code, output)."""
+    from typer.testing import CliRunner
+
+    from deblurtool.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
 
 
 class FailingModel(IdentityModel):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import IdentityModel, make_video
+from conftest import IdentityModel, make_video, run_cli
 from typer.testing import CliRunner
 
 from deblurtool import __version__
@@ -25,11 +25,7 @@ def _tiny_model(tiny_default: Path) -> None:
     """Commands load the tiny identity generator as their default weights."""
 
 
-def _cli(*args: str | Path) -> tuple[int, str]:
-    from deblurtool.cli import app
-
-    result = runner.invoke(app, [str(a) for a in args])
-    return result.exit_code, result.output
+_cli = run_cli
 
 
 _REFUSE = """

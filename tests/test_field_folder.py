@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import IdentityModel, make_image, save_image
+from conftest import IdentityModel, SlowModel, make_image, run_cli, save_image
 from typer.testing import CliRunner
 
 from deblurtool.errors import OutputError
@@ -30,11 +29,7 @@ def _tiny_model(tiny_default: Path) -> None:
     """Commands load the tiny identity generator as their default weights."""
 
 
-def _cli(*args: str | Path) -> tuple[int, str]:
-    from deblurtool.cli import app
-
-    result = runner.invoke(app, [str(a) for a in args])
-    return result.exit_code, result.output
+_cli = run_cli
 
 
 # -- item 3: nothing skipped silently ------------------------------------------------------------------------
@@ -127,24 +122,13 @@ def test_write_failures_name_the_output_and_say_why(tmp_path: Path, ordinary_use
 # -- item 7: one job per output folder -----------------------------------------------------------------------
 
 
-class _SlowModel(IdentityModel):
-    def __init__(self, started: threading.Event) -> None:
-        super().__init__()
-        self.started = started
-
-    def deblur_array(self, img: np.ndarray) -> np.ndarray:
-        self.started.set()
-        time.sleep(0.3)
-        return super().deblur_array(img)
-
-
 def test_second_folder_job_into_the_same_output_is_refused(tmp_path: Path) -> None:
     src, dst = tmp_path / "in", tmp_path / "out"
     for i in range(4):
         save_image(src / f"{i}.png", make_image("u8_rgb", seed=i))
     started = threading.Event()
     first = threading.Thread(
-        target=lambda: run_folder(src, dst, _SlowModel(started), progress=False, signature="A")
+        target=lambda: run_folder(src, dst, SlowModel(started, 0.3), progress=False, signature="A")
     )
     first.start()
     try:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from conftest import IdentityModel, make_video, stream_packets
+from conftest import IdentityModel, SlowModel, make_video, run_cli, stream_packets
 from typer.testing import CliRunner
 
 from deblurtool.config import EncodeConfig
@@ -31,11 +30,7 @@ def _tiny_model(tiny_default: Path) -> None:
     """Commands load the tiny identity generator as their default weights."""
 
 
-def _cli(*args: str | Path) -> tuple[int, str]:
-    from deblurtool.cli import app
-
-    result = runner.invoke(app, [str(a) for a in args])
-    return result.exit_code, result.output
+_cli = run_cli
 
 
 def _camcorder_avi(path: Path, codec: str, *, frames: int = 6) -> Path:
@@ -225,23 +220,12 @@ def test_metadata_is_kept(tmp_path: Path, src_ext: str, ext: str) -> None:
 # -- item 7: one job per output file -------------------------------------------------------------------------
 
 
-class _SlowModel(IdentityModel):
-    def __init__(self, started: threading.Event) -> None:
-        super().__init__()
-        self.started = started
-
-    def deblur_array(self, img: np.ndarray) -> np.ndarray:
-        self.started.set()
-        time.sleep(0.2)
-        return super().deblur_array(img)
-
-
 def test_second_video_job_into_the_same_output_is_refused(tmp_path: Path) -> None:
     spec = make_video(tmp_path / "in.mp4", frames=10)
     dst = tmp_path / "out" / "out.mp4"
     started, results = threading.Event(), []
     first = threading.Thread(
-        target=lambda: results.append(run_video(spec.path, dst, _SlowModel(started), EncodeConfig()))
+        target=lambda: results.append(run_video(spec.path, dst, SlowModel(started, 0.2), EncodeConfig()))
     )
     first.start()
     try:
