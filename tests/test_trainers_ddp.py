@@ -49,18 +49,11 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not TORCHRUN.is_file() and shutil.which("torchrun") is None, reason="torchrun not installed"
-)
-def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
-    data = make_gopro(tmp_path / "GOPRO_Large", n_train=5, n_test=1, size=40)
-    script = tmp_path / "ddp_run.py"
-    script.write_text(SCRIPT)
-    out = tmp_path / "run"
+def _torchrun_2(*args: str) -> str:
+    """``torchrun --standalone --nproc_per_node=2 ARGS`` (one thread each); its stdout, after exit 0."""
     torchrun = str(TORCHRUN) if TORCHRUN.is_file() else "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
-    cmd = [torchrun, "--standalone", "--nproc_per_node=2", str(script), str(data), str(out)]
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", *args]
     # Own session, so a hang is ended with all of torchrun's workers rather than leaving them orphaned.
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
@@ -71,6 +64,19 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
         stdout, stderr = proc.communicate()
         pytest.fail("torchrun timed out:\n" + stdout[-3000:] + stderr[-3000:])
     assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not TORCHRUN.is_file() and shutil.which("torchrun") is None, reason="torchrun not installed"
+)
+def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
+    data = make_gopro(tmp_path / "GOPRO_Large", n_train=5, n_test=1, size=40)
+    script = tmp_path / "ddp_run.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / "run"
+    stdout = _torchrun_2(str(script), str(data), str(out))
     assert stdout.count("training on") == 2  # one per run, rank 0 only
     assert "2 process(es)" in stdout
     rows = read_metrics(out / "metrics.csv")
@@ -90,20 +96,9 @@ def test_torchrun_runs_the_cli(tmp_path: Path) -> None:
     """The README's line: `torchrun --nproc_per_node=N -m deblurtool train DATA --out RUN ...`."""
     data = make_gopro(tmp_path / "GOPRO_Large", n_train=4, n_test=1, size=40)
     out = tmp_path / "run"
-    torchrun = str(TORCHRUN) if TORCHRUN.is_file() else "torchrun"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
-    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "deblurtool", "train", str(data), "--out",
-           str(out), "--ngf", "4", "--n-blocks", "1", "--adv-weight", "0", "--perceptual-weight", "0",
-           "--pixel-loss", "l1", "--pixel-weight", "1", "--crop", "32", "--epochs", "1", "--workers", "0",
-           "--precision", "fp32", "--device", "cpu"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
-    try:
-        stdout, stderr = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
-        pytest.fail("torchrun timed out:\n" + stdout[-3000:] + stderr[-3000:])
-    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    stdout = _torchrun_2("-m", "deblurtool", "train", str(data), "--out", str(out), "--ngf", "4",
+                         "--n-blocks", "1", "--adv-weight", "0", "--perceptual-weight", "0", "--pixel-loss",
+                         "l1", "--pixel-weight", "1", "--crop", "32", "--epochs", "1", "--workers", "0",
+                         "--precision", "fp32", "--device", "cpu")  # fmt: skip
     assert "2 process(es)" in stdout and stdout.count("training on") == 1 and stdout.count("done:") == 1
     assert [int(r["step"]) for r in read_metrics(out / "metrics.csv")] == [2]  # 4 pairs, 2 ranks, batch 1
