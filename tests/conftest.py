@@ -63,9 +63,11 @@ def make_video(
     subtitles: Path | None = None,
     rotation: int | None = None,
     faststart: bool = False,
+    gop: int | None = None,
 ) -> VideoSpec:
     """Encode ``frames`` smooth frames. ``pts`` (increasing ints in 1/``rate`` s ticks) makes a variable
-    frame rate video; ``subtitles`` is an .srt file remuxed in; ``rotation`` writes a display matrix."""
+    frame rate video; ``subtitles`` is an .srt file remuxed in; ``rotation`` writes a display matrix; ``gop``
+    puts an x264 keyframe every ``gop`` frames (B-frames stay on)."""
     frame_pts = list(pts) if pts is not None else list(range(frames))
     deep = "10" in pix_fmt or "12" in pix_fmt or "16" in pix_fmt
     options = {"movflags": "+faststart"} if faststart else {}
@@ -77,6 +79,8 @@ def make_video(
         v.codec_context.time_base = Fraction(1, rate)
         if codec.startswith("libx26"):
             v.options = {"crf": "1"}
+        if gop is not None and codec == "libx264":
+            v.options = {**v.options, "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
         if rotation is not None:
             v.set_display_rotation(rotation)
         a = out.add_stream("aac", rate=8000, layout="mono") if audio else None

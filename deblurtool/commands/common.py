@@ -82,6 +82,70 @@ NoProgress = Annotated[
         "line written every 30 s instead.",
     ),
 ]
+Codec = Annotated[
+    str | None,
+    typer.Option(
+        "--codec",
+        metavar="ENCODER",
+        help="FFmpeg video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1 (lossless; use .mkv), ... "
+        "Default: libx264 (libvpx-vp9 for .webm, mpeg4 for .avi).",
+        show_default=False,
+    ),
+]
+Crf = Annotated[
+    int | None,
+    typer.Option(
+        "--crf",
+        metavar="N",
+        min=0,
+        max=63,
+        help="Quality for encoders that have it, lower is better: 18 (the default for x264/x265) looks "
+        "lossless, 0 is lossless; VP9 and AV1 default to 24.",
+        show_default=False,
+    ),
+]
+PixFmt = Annotated[
+    str | None,
+    typer.Option(
+        "--pix-fmt",
+        metavar="FORMAT",
+        help="Encoder pixel format. Default: the input's when the encoder has it (10-bit stays 10-bit), "
+        "else yuv420p.",
+        show_default=False,
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="ADDRESS",
+        help="Run on a Ray cluster: auto (the one `ray start` made), local (start one here with this "
+        "machine's GPUs or CPUs), HOST:PORT or ray://HOST:PORT. Inputs and outputs must be on storage every "
+        'node sees. Needs pip install "deblurtool[ray]".',
+        show_default=False,
+    ),
+]
+ChunkFrames = Annotated[
+    int | None,
+    typer.Option(
+        "--chunk-frames",
+        metavar="N",
+        min=1,
+        help="With --ray: cut longer videos into pieces of about N frames, shared among the workers "
+        "(default: about a minute of frames).",
+        show_default=False,
+    ),
+]
+RayWorkers = Annotated[
+    int | None,
+    typer.Option(
+        "--ray-workers",
+        metavar="N",
+        min=1,
+        help="With --ray: how many workers (default: one per GPU, or one per node on clusters without GPUs).",
+        show_default=False,
+    ),
+]
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

@@ -1,4 +1,4 @@
-"""``deblurtool folder IN OUT``: deblur every image under a folder into a mirror of it; resumable."""
+"""``deblurtool folder IN OUT``: deblur every image and video under a folder into its mirror; resumable."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import typer
 from deblurtool import ui
 from deblurtool.commands.common import (
     BatchSize,
+    Codec,
+    Crf,
     Device,
     NoProgress,
     Overwrite,
+    PixFmt,
     Precision,
     TileOverlap,
     TileSize,
@@ -22,6 +25,7 @@ from deblurtool.commands.common import (
     load_model,
     naming_the_file,
 )
+from deblurtool.config import EncodeConfig
 from deblurtool.errors import PartialFailure
 
 
@@ -30,7 +34,9 @@ def folder(
     src: Annotated[
         Path,
         typer.Argument(
-            metavar="SRC", help="Folder of blurry images (searched recursively).", show_default=False
+            metavar="SRC",
+            help="Folder of blurry images and videos (searched recursively).",
+            show_default=False,
         ),
     ],
     dst: Annotated[
@@ -49,11 +55,16 @@ def folder(
     tile_overlap: TileOverlap = None,
     batch_size: BatchSize = None,
     no_progress: NoProgress = False,
+    codec: Codec = None,
+    crf: Crf = None,
+    pix_fmt: PixFmt = None,
 ) -> None:
-    """Deblur every image under a folder into a mirror of it; re-running resumes.
+    """Deblur every image and video under a folder into a mirror of it; re-running resumes.
 
-    Takes png, jpg/jpeg, bmp, tif/tiff and webp. Outputs mirror the relative paths, formats, bit depth (8/16),
-    gray/colour and alpha (kept untouched) of the inputs, with their metadata.
+    Takes png, jpg/jpeg, bmp, tif/tiff and webp images: outputs mirror the relative paths, formats, bit depth
+    (8/16), gray/colour and alpha (kept untouched) of the inputs, with their metadata. Videos (mp4, m4v, mov,
+    mkv, webm, avi, ts, mts, m2ts) are deblurred as `deblurtool video` does, into the same relative path and
+    container (--codec, --crf and --pix-fmt apply to them).
 
     Examples:
 
@@ -64,10 +75,11 @@ def folder(
     Re-running skips outputs already made from the same input and settings, so an interrupted run resumes.
     A file that cannot be read or written is reported and skipped; the exit code is then 1.
 
-    Exit codes: 0 all done (or already done); 1 some images failed (the rest were done); 2 unusable input
-    folder or refused output folder; 130 interrupted (finished images are kept, re-run to resume).
+    Exit codes: 0 all done (or already done); 1 some files failed (the rest were done); 2 unusable input
+    folder or refused output folder; 130 interrupted (finished files are kept, re-run to resume).
     """
     from deblurtool.media.image_io import IMAGE_SUFFIXES  # OpenCV: not for --help
+    from deblurtool.media.video_codec import check_encode
     from deblurtool.pipeline import check_folder_input, run_folder
 
     check_model_options(
@@ -77,6 +89,8 @@ def folder(
         tile_overlap=tile_overlap,
         batch_size=batch_size,
     )
+    encode = EncodeConfig(codec=codec, crf=crf, pix_fmt=pix_fmt)
+    check_encode(encode, "")
     check_folder_input(src, dst)  # refuse before spending seconds on loading the model
     model = load_model(
         weights,
@@ -87,8 +101,10 @@ def folder(
         batch_size=batch_size,
     )
     with naming_the_file(src, "outputs finished so far are kept, re-run to resume"):
-        bar = ui.ProgressBar("img/s", enabled=not no_progress)
-        summary = run_folder(src, dst, model, overwrite=overwrite, progress=bar, signature=model.signature)
+        bar = ui.ProgressBar("files/s", enabled=not no_progress)
+        summary = run_folder(
+            src, dst, model, overwrite=overwrite, progress=bar, signature=model.signature, encode=encode
+        )
     ui.say(summary.line())
     if summary.failed:
         total = summary.done + summary.skipped + len(summary.failed)

@@ -10,9 +10,12 @@ import typer
 from deblurtool import ui
 from deblurtool.commands.common import (
     BatchSize,
+    Codec,
+    Crf,
     Device,
     NoProgress,
     Overwrite,
+    PixFmt,
     Precision,
     TileOverlap,
     TileSize,
@@ -24,39 +27,6 @@ from deblurtool.commands.common import (
 )
 from deblurtool.config import EncodeConfig
 from deblurtool.errors import PartialFailure
-
-Codec = Annotated[
-    str | None,
-    typer.Option(
-        "--codec",
-        metavar="ENCODER",
-        help="FFmpeg video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1 (lossless; use .mkv), ... "
-        "Default: libx264 (libvpx-vp9 for .webm).",
-        show_default=False,
-    ),
-]
-Crf = Annotated[
-    int | None,
-    typer.Option(
-        "--crf",
-        metavar="N",
-        min=0,
-        max=63,
-        help="Quality for encoders that have it, lower is better: 18 (the default for x264/x265) looks "
-        "lossless, 0 is lossless; VP9 and AV1 default to 24.",
-        show_default=False,
-    ),
-]
-PixFmt = Annotated[
-    str | None,
-    typer.Option(
-        "--pix-fmt",
-        metavar="FORMAT",
-        help="Encoder pixel format. Default: the input's when the encoder has it (10-bit stays 10-bit), "
-        "else yuv420p.",
-        show_default=False,
-    ),
-]
 
 
 @handle_errors

@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from deblurtool.config import EncodeConfig
+
 MANIFEST_NAME = ".deblurtool-done.jsonl"
 
 
@@ -47,3 +49,9 @@ class Manifest:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
         self.records[rel.as_posix()] = entry
+
+
+def video_signature(signature: str, encode: EncodeConfig) -> str:
+    """A video's record names the encoder settings besides the model's: other settings make another file."""
+    parts = (encode.codec, encode.crf, encode.pix_fmt)
+    return f"{signature};encode=" + "/".join("auto" if p is None else str(p) for p in parts)
