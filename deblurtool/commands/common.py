@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 import typer
 
 from deblurtool import ui
-from deblurtool.config import RuntimeConfig, TileConfig
+from deblurtool.config import EncodeConfig, RuntimeConfig, TileConfig
 from deblurtool.errors import EXIT_INTERRUPTED, EXIT_USAGE, DeblurError, one_line
 
 if TYPE_CHECKING:
     from deblurtool.inference import Deblurrer
+    from deblurtool.scale.worker import WorkerSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -253,3 +254,32 @@ def naming_the_file(path: Path | None, outcome: str) -> Iterator[None]:
         raise
     except Exception as e:
         raise DeblurError(f"failed: {one_line(e)}; {outcome} (--debug shows the traceback)", path) from e
+
+
+# -- Ray ---------------------------------------------------------------------------------------------------
+
+
+def check_ray(address: str | None) -> None:
+    """With ``--ray``: Ray must be installed; if not, one line saying how, before anything else. Without it
+    Ray is never imported."""
+    if address is not None:
+        from deblurtool.scale import require_ray
+
+        require_ray()
+
+
+def ray_spec(
+    weights: Path | None,
+    encode: EncodeConfig,
+    *,
+    device: str,
+    precision: str,
+    tile_size: int | None,
+    tile_overlap: int | None,
+    batch_size: int | None,
+) -> WorkerSpec:
+    """What every Ray worker loads and encodes: the same settings :func:`load_model` would use here."""
+    from deblurtool.scale.run import worker_spec
+
+    tile = tile_config(tile_size, tile_overlap, batch_size)
+    return worker_spec(weights, tile, RuntimeConfig(device=device, precision=precision), encode)

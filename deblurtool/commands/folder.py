@@ -10,6 +10,7 @@ import typer
 from deblurtool import ui
 from deblurtool.commands.common import (
     BatchSize,
+    ChunkFrames,
     Codec,
     Crf,
     Device,
@@ -17,13 +18,17 @@ from deblurtool.commands.common import (
     Overwrite,
     PixFmt,
     Precision,
+    RayAddress,
+    RayWorkers,
     TileOverlap,
     TileSize,
     Weights,
     check_model_options,
+    check_ray,
     handle_errors,
     load_model,
     naming_the_file,
+    ray_spec,
 )
 from deblurtool.config import EncodeConfig
 from deblurtool.errors import PartialFailure
@@ -58,6 +63,9 @@ def folder(
     codec: Codec = None,
     crf: Crf = None,
     pix_fmt: PixFmt = None,
+    ray: RayAddress = None,
+    chunk_frames: ChunkFrames = None,
+    ray_workers: RayWorkers = None,
 ) -> None:
     """Deblur every image and video under a folder into a mirror of it; re-running resumes.
 
@@ -72,6 +80,8 @@ def folder(
 
       deblurtool folder scans/ out/ --precision fp32 --tile-size 512
 
+      deblurtool folder archive/ sharp/ --ray auto            (on a Ray cluster: all its GPUs)
+
     Re-running skips outputs already made from the same input and settings, so an interrupted run resumes.
     A file that cannot be read or written is reported and skipped; the exit code is then 1.
 
@@ -82,6 +92,7 @@ def folder(
     from deblurtool.media.video_codec import check_encode
     from deblurtool.pipeline import check_folder_input, run_folder
 
+    check_ray(ray)
     check_model_options(
         device=device,
         precision=precision,
@@ -92,20 +103,49 @@ def folder(
     encode = EncodeConfig(codec=codec, crf=crf, pix_fmt=pix_fmt)
     check_encode(encode, "")
     check_folder_input(src, dst)  # refuse before spending seconds on loading the model
-    model = load_model(
-        weights,
-        device=device,
-        precision=precision,
-        tile_size=tile_size,
-        tile_overlap=tile_overlap,
-        batch_size=batch_size,
-    )
-    with naming_the_file(src, "outputs finished so far are kept, re-run to resume"):
-        bar = ui.ProgressBar("files/s", enabled=not no_progress)
-        summary = run_folder(
-            src, dst, model, overwrite=overwrite, progress=bar, signature=model.signature, encode=encode
+    unit = "files/s" if ray is None else "fps"  # a Ray job counts frames (an image as one)
+    bar = ui.ProgressBar(unit, enabled=not no_progress)
+    workers: list[str] = []
+    if ray is not None:
+        from deblurtool.scale.run import run_ray_folder
+
+        spec = ray_spec(
+            weights,
+            encode,
+            device=device,
+            precision=precision,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            batch_size=batch_size,
         )
-    ui.say(summary.line())
+        with naming_the_file(src, "outputs and chunks finished so far are kept, re-run to resume"):
+            outcome = run_ray_folder(
+                src,
+                dst,
+                spec,
+                address=ray,
+                chunk_frames=chunk_frames,
+                overwrite=overwrite,
+                workers=ray_workers,
+                progress=bar,
+                say=ui.say,
+            )
+        summary, workers = outcome.summary, outcome.workers
+    else:
+        model = load_model(
+            weights,
+            device=device,
+            precision=precision,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            batch_size=batch_size,
+        )
+        with naming_the_file(src, "outputs finished so far are kept, re-run to resume"):
+            summary = run_folder(
+                src, dst, model, overwrite=overwrite, progress=bar, signature=model.signature, encode=encode
+            )
+    for line in [summary.line(), *workers]:
+        ui.say(line)
     if summary.failed:
         total = summary.done + summary.skipped + len(summary.failed)
         images = all(path.suffix.lower() in IMAGE_SUFFIXES for path, _ in summary.failed)

@@ -26,7 +26,7 @@ from deblurtool.media.image_io import (
 from deblurtool.media.video_probe import VIDEO_SUFFIXES
 from deblurtool.pipeline.manifest import Manifest, video_signature
 from deblurtool.pipeline.progress import ArrayModel, Progress, as_progress
-from deblurtool.pipeline.video import VideoSummary, run_video
+from deblurtool.pipeline.video import run_video
 
 
 @dataclass
@@ -262,14 +262,12 @@ def deblur_video(
     """One video of a folder, exactly as `video` does it (its notes go to ``report``, naming the file);
     returns the failure line of a damaged input, whose output is kept."""
     summary = run_video(src_file, out, model, encode, overwrite=True, progress=_FileNotes(report, src_file))
-    return damage_line(summary)
+    return damage_line(summary.damage, summary.frames)
 
 
-def damage_line(summary: VideoSummary) -> str | None:
+def damage_line(damage: str | None, frames: int) -> str | None:
     """How a damaged video of a folder is listed among the failures (its output holds what was decoded)."""
-    if not summary.damage:
-        return None
-    return f"{summary.damage}; the {summary.frames} frame(s) that could be decoded were deblurred"
+    return f"{damage}; the {frames} frame(s) that could be decoded were deblurred" if damage else None
 
 
 def file_note(path: Path, text: str) -> str:
