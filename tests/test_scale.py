@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -202,8 +203,11 @@ def test_long_video_joins_with_the_source_frames_timestamps_and_audio(
     spec_src = make_video(tmp_path / f"src_{name}", frames=36, gop=5, pts=pts, rotation=-90)
     dst = tmp_path / "out" / name
     events = Recorder()
+    started = time.monotonic()
     outcome = run_ray_video(spec_src.path, dst, _spec(tiny_weights, encode), address="auto", chunk_frames=9,
                             workers=2, events=events)  # fmt: skip
+    asks = len(events.names("progress", "in_flight"))  # each is a call to the progress actor
+    assert 0 < asks <= 2 * (time.monotonic() - started) + 2  # twice a second, not in a loop
     chunks = [u for u in events.names("submit") if "#" in u]
     assert len(chunks) >= 3  # (the count is planned from the header: mkv has only a duration)
     times, frames, _, rotation = decode_video(dst)
@@ -381,7 +385,6 @@ def test_ctrl_c_on_the_driver_exits_130_and_the_rerun_reuses_its_chunks(
     long video is finished; the rerun (on this module's cluster) reuses that chunk and finishes the job."""
     import subprocess
     import threading
-    import time
 
     from deblurtool.scale.run import run_ray_folder
     from deblurtool.scale.units import chunk_dir

@@ -34,6 +34,7 @@ MAX_ATTEMPTS = 3  # tries of one unit whose worker keeps dying
 MAX_RESTARTS = 8  # restarts of one actor
 IN_FLIGHT = 2  # units queued per worker: the next one is ready when the current one ends
 NO_WORKER_PATIENCE_S = 600.0  # no worker alive for this long: give up
+SNAPSHOT_EVERY_S = 0.5  # how often the driver asks for the frames done by units in flight (an RPC)
 
 Events = Callable[[str, dict[str, Any]], None]
 
@@ -211,7 +212,9 @@ class Pool:
         """Process ``units`` (and those the job adds) until the job has nothing left."""
         queue: collections.deque[tuple[Unit, int]] = collections.deque((u, 0) for u in units)
         in_flight: dict[Any, tuple[WorkerState, Unit, int]] = {}
-        snapshot_ref, partial = self.sink.snapshot.remote(), {}
+        snapshot_ref: Any = None
+        partial: dict[str, int] = {}
+        next_snapshot = 0.0
         lonely_since = time.monotonic()
         with report.job(label, max(job.total_frames, 1)) as update:
             while queue or in_flight or job.busy():
@@ -222,13 +225,17 @@ class Pool:
                         raise DeblurError(f"every Ray worker is gone: {'; '.join(self.notes[-3:])}")
                     time.sleep(0.1)  # only joins are running
                 else:
-                    done, _ = self.ray.wait([*refs, snapshot_ref], num_returns=1, timeout=0.25)
+                    if snapshot_ref is None and time.monotonic() >= next_snapshot:
+                        snapshot_ref = self.sink.snapshot.remote()
+                    waiting = [*refs, snapshot_ref] if snapshot_ref is not None else refs
+                    done, _ = self.ray.wait(waiting, num_returns=1, timeout=0.25)
                     if done:
-                        done, _ = self.ray.wait([*refs, snapshot_ref], num_returns=len(refs) + 1, timeout=0)
+                        done, _ = self.ray.wait(waiting, num_returns=len(waiting), timeout=0)
                     for ref in done:
-                        if ref == snapshot_ref:
+                        if snapshot_ref is not None and ref == snapshot_ref:
                             partial = self.ray.get(ref)
-                            snapshot_ref = self.sink.snapshot.remote()
+                            snapshot_ref, next_snapshot = None, time.monotonic() + SNAPSHOT_EVERY_S
+                            self.events("progress", {"in_flight": dict(partial)})
                         elif ref in in_flight:
                             queue.extend((u, 0) for u in self._on_unit(ref, in_flight.pop(ref), queue, job))
                         else:
