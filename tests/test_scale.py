@@ -1,74 +1,44 @@
-"""Scale-out on a real Ray cluster started here (2 CPUs, workers as separate processes), with the tiny
-identity generator saved as a real .safetensors file and media made on the fly.
-
-The cluster is started once for the module (``ray.init(num_cpus=2)``); the driver code finds the connection
-and uses it (what ``--ray auto`` does on a cluster made by ``ray start``). The pieces that need no cluster are
-in test_scale_units.py.
+"""Scale-out on a real Ray cluster started here (2 CPUs, workers as separate processes: ``ray_cluster`` in
+conftest), with the tiny identity generator saved as a real .safetensors file and media made on the fly: the
+"done when" list of issue 12. test_scale_video.py checks that a Ray run keeps what `video` keeps and the
+command line on Ray; test_scale_units.py the pieces that need no cluster.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
-from conftest import IdentityModel, decode_video, make_image, make_video, save_image, stream_packets
-from typer.testing import CliRunner
+from conftest import (
+    JobReport,
+    Recorder,
+    damage_packet,
+    decode_video,
+    make_image,
+    make_video,
+    save_image,
+    stream_packets,
+)
 
 from deblurtool.config import EncodeConfig, RuntimeConfig
 from deblurtool.pipeline import MANIFEST_NAME, run_folder, run_video
-from deblurtool.scale.driver import LogJobProgress
 
 LOSSLESS = EncodeConfig(crf=0)  # x264 at crf 0: the joined chunks can be compared frame for frame
 VFR_PTS = [int(p) for p in np.cumsum([1 + (i * 7) % 3 for i in range(36)]) - 1]
-
-
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        if os.environ.get("CI"):
-            raise  # CI installs the extra: a missing Ray there is a failure, not a skip
-        pytest.skip('needs Ray: pip install -e ".[test,ray]"')
-    return ray
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    ray = _ray()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    yield ray
-    ray.shutdown()
 
 
 def _spec(weights: Path, encode: EncodeConfig = LOSSLESS) -> Any:
     from deblurtool.scale.run import worker_spec
 
     return worker_spec(weights, None, RuntimeConfig(device="cpu"), encode)
-
-
-class Report(LogJobProgress):
-    """What the library reports while a job runs (the CLI draws it)."""
-
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-        self.failures: list[tuple[Path, str]] = []
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-
-    def failed(self, path: Path, reason: str) -> None:
-        self.failures.append((path, reason))
 
 
 def _tree(src: Path, *, long_name: str = "a_long.mp4", damaged: bool = False) -> dict[str, str]:
@@ -92,20 +62,10 @@ def _tree(src: Path, *, long_name: str = "a_long.mp4", damaged: bool = False) ->
     videos = dict.fromkeys(["v/short.mp4", "v/short.mkv", long_name], "video")
     if damaged:  # the decoder rejects one packet: its chunk cannot be made exactly, the video runs whole
         intact = make_video(src / "v" / "intact.mp4", frames=30, gop=5).path
-        _damage_packet(intact, src / "v" / "damaged.mp4", 12)
+        damage_packet(intact, src / "v" / "damaged.mp4", 12)
         intact.unlink()
         videos["v/damaged.mp4"] = "video"
     return {**dict.fromkeys(files, "image"), **videos}
-
-
-def _damage_packet(src: Path, dst: Path, index: int) -> None:
-    """Copy ``src`` with the length prefix of its ``index``-th video packet broken."""
-    with av.open(str(src)) as c:
-        packet = [p for p in c.demux(c.streams.video[0]) if p.size][index]
-        pos = packet.pos
-    data = bytearray(src.read_bytes())
-    data[pos : pos + 4] = b"\xff\xff\xff\xff"
-    dst.write_bytes(bytes(data))
 
 
 def _files(folder: Path) -> list[str]:
@@ -126,25 +86,6 @@ def _model(weights: Path) -> Any:
     return Deblurrer.from_weights(weights, runtime=RuntimeConfig(device="cpu"))
 
 
-class Recorder:
-    """The driver's events, and actions to take on them (kill a worker, interrupt the driver)."""
-
-    def __init__(self) -> None:
-        self.log: list[tuple[str, dict[str, Any]]] = []
-        self.pids: dict[int, int] = {}
-        self.on: Any = None
-
-    def __call__(self, name: str, info: dict[str, Any]) -> None:
-        self.log.append((name, info))
-        if name == "ready":
-            self.pids[info["worker"]] = info["pid"]
-        if self.on is not None:
-            self.on(name, info)
-
-    def names(self, event: str, key: str = "unit") -> list[str]:
-        return [info[key] for name, info in self.log if name == event]
-
-
 def _no_leftovers(dst: Path) -> None:
     hidden = [f for f in _files(dst) if "/." in f"/{f}" and not f.endswith(MANIFEST_NAME)]
     assert hidden == [], hidden  # no temp file, no chunk, no lock
@@ -158,14 +99,16 @@ def _manifest(dst: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_mixed_tree_matches_the_single_process_run(cluster: Any, tmp_path: Path, tiny_weights: Path) -> None:
+def test_mixed_tree_matches_the_single_process_run(
+    ray_cluster: Any, tmp_path: Path, tiny_weights: Path
+) -> None:
     from deblurtool.scale.run import run_ray_folder
 
     src, one, many = tmp_path / "in", tmp_path / "single", tmp_path / "ray"
     kinds = _tree(src, damaged=True)
     model = _model(tiny_weights)
     run_folder(src, one, model, signature=model.signature, encode=LOSSLESS)
-    events, report, said = Recorder(), Report(), []
+    events, report, said = Recorder(), JobReport(), []
     outcome = run_ray_folder(src, many, _spec(tiny_weights), address="auto", chunk_frames=10, workers=2,
                              progress=report, events=events, say=said.append)  # fmt: skip
     summary = outcome.summary
@@ -196,7 +139,12 @@ def test_mixed_tree_matches_the_single_process_run(cluster: Any, tmp_path: Path,
     [("vfr.mp4", LOSSLESS, VFR_PTS), ("cfr_bframes.mkv", EncodeConfig(crf=23), None)],
 )
 def test_long_video_joins_with_the_source_frames_timestamps_and_audio(
-    cluster: Any, tmp_path: Path, tiny_weights: Path, name: str, encode: EncodeConfig, pts: list[int] | None
+    ray_cluster: Any,
+    tmp_path: Path,
+    tiny_weights: Path,
+    name: str,
+    encode: EncodeConfig,
+    pts: list[int] | None,
 ) -> None:
     from deblurtool.scale.run import run_ray_video
 
@@ -225,74 +173,9 @@ def test_long_video_joins_with_the_source_frames_timestamps_and_audio(
     assert _files(dst.parent) == [name]
 
 
-def _camcorder_mkv(path: Path, frames: int) -> Path:
-    """H.264 with B-frames, 16-bit PCM audio (which WebM cannot hold) and metadata, at 24 fps."""
-    with av.open(str(path), "w") as out:
-        out.metadata.update(title="Holiday", comment="shaky")
-        v = out.add_stream("libx264", rate=24, options={"crf": "1", "x264-params": "keyint=6:scenecut=0"})
-        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        v.metadata["language"] = "fra"
-        a = out.add_stream("pcm_s16le", rate=8000, layout="mono")
-        a.metadata["language"] = "eng"
-        for i in range(frames):
-            rgb = np.full((48, 64, 3), (7 * i) % 250, np.uint8)
-            rgb[:, : 8 + i] = 200
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = VFR_PTS[i]
-            out.mux(v.encode(frame))
-        out.mux(v.encode(None))
-        samples = (np.arange(8000 * (VFR_PTS[frames - 1] + 1) // 24, dtype=np.int16) % 500).reshape(1, -1)
-        sound = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-        sound.sample_rate, sound.pts = 8000, 0
-        out.mux(a.encode(sound))
-        out.mux(a.encode(None))
-    return path
-
-
-def _tags(path: Path) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
-    with av.open(str(path)) as c:
-        streams = [(s.type, s.codec_context.name, s.metadata.get("language", "")) for s in c.streams]
-        return {k.lower(): v for k, v in c.metadata.items() if k.lower() in ("title", "comment")}, streams
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("suffix", [".webm", ".avi"])
-def test_a_joined_video_keeps_what_video_keeps(
-    cluster: Any, tmp_path: Path, tiny_weights: Path, suffix: str
-) -> None:
-    """The container's rules and the stream map decide as in `video`: WebM re-encodes the PCM audio (with the
-    same note) and writes VP9, AVI counts frames at one rate with MPEG-4 Part 2; metadata is carried over."""
-    from deblurtool.scale.run import run_ray_video
-
-    src = _camcorder_mkv(tmp_path / "cam.mkv", 30)
-    dst, alone = tmp_path / f"ray{suffix}", tmp_path / f"alone{suffix}"
-    events, report = Recorder(), Report()
-    outcome = run_ray_video(src, dst, _spec(tiny_weights, EncodeConfig()), address="auto", chunk_frames=10,
-                            workers=2, progress=report, events=events)  # fmt: skip
-    assert sum("#" in u for u in events.names("submit")) >= 3  # (planned from the duration: VFR gaps)
-    assert not any("chunks not" in n for n in report.notes)
-    single = run_video(src, alone, _model(tiny_weights), EncodeConfig())
-    assert outcome.summary.notes == single.notes == report.notes
-    if suffix == ".webm":
-        assert single.notes == [
-            "note: audio stream #1 (pcm_s16le) re-encoded to libopus (.webm files cannot hold pcm_s16le)"
-        ]
-    assert (
-        (outcome.summary.frames, outcome.summary.pix_fmt)
-        == (single.frames, single.pix_fmt)
-        == (30, "yuv420p")
-    )
-    assert _tags(dst) == _tags(alone) and _tags(dst)[0] == {"title": "Holiday", "comment": "shaky"}
-    times, frames, _, _ = decode_video(dst)
-    assert times == decode_video(alone)[0] and len(frames) == 30
-    assert stream_packets(dst, "audio")[0] == stream_packets(alone, "audio")[0]
-    assert len(stream_packets(dst, "audio")[1]) == len(stream_packets(alone, "audio")[1])
-    assert _files(tmp_path) == sorted(["cam.mkv", dst.name, alone.name])
-
-
 @pytest.mark.slow
 def test_worker_killed_mid_job_every_output_exactly_once(
-    cluster: Any, tmp_path: Path, tiny_weights: Path
+    ray_cluster: Any, tmp_path: Path, tiny_weights: Path
 ) -> None:
     from deblurtool.scale.run import run_ray_folder
 
@@ -332,7 +215,7 @@ def _decodes(path: Path) -> bool:
 
 @pytest.mark.slow
 def test_interrupted_driver_resumes_without_redoing_finished_work(
-    cluster: Any, tmp_path: Path, tiny_weights: Path
+    ray_cluster: Any, tmp_path: Path, tiny_weights: Path
 ) -> None:
     from deblurtool.scale.run import run_ray_folder
 
@@ -379,7 +262,7 @@ app(prog_name="deblurtool")
 
 @pytest.mark.slow
 def test_ctrl_c_on_the_driver_exits_130_and_the_rerun_reuses_its_chunks(
-    cluster: Any, tmp_path: Path, tiny_weights: Path
+    ray_cluster: Any, tmp_path: Path, tiny_weights: Path
 ) -> None:
     """A real SIGINT to `deblurtool folder --ray local` (its own cluster, in a subprocess) once a chunk of the
     long video is finished; the rerun (on this module's cluster) reuses that chunk and finishes the job."""
@@ -416,54 +299,3 @@ def test_ctrl_c_on_the_driver_exits_130_and_the_rerun_reuses_its_chunks(
     assert outcome.reused_chunks >= 1 and outcome.summary.done + outcome.summary.skipped_done == 2
     assert len(decode_video(dst / "long.mp4")[0]) == 240
     _no_leftovers(dst)
-
-
-# -- the command line ----------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_cli_folder_on_ray_prints_summary_and_workers(
-    cluster: Any, tmp_path: Path, tiny_weights: Path
-) -> None:
-    from deblurtool.cli import app
-
-    src, dst = tmp_path / "in", tmp_path / "out"
-    save_image(src / "a.png", make_image("u8_rgb"))
-    make_video(src / "clip.mp4", frames=4)
-    args = [
-        "folder",
-        src,
-        dst,
-        "--ray",
-        "auto",
-        "--weights",
-        tiny_weights,
-        "--device",
-        "cpu",
-        "--no-progress",
-    ]
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    assert "1 image(s), 1 video(s): 2 done, 0 skipped, 0 failed" in result.output
-    assert "worker 0 on" in result.output and "model: device cpu" in result.output
-
-
-@pytest.mark.slow
-def test_cli_video_on_ray_with_a_damaged_input_runs_it_whole_and_exits_1(
-    cluster: Any, tmp_path: Path, tiny_weights: Path
-) -> None:
-    """A chunk of a damaged video cannot be made exactly: the video runs as one unit, in a worker, while the
-    driver holds the output's lock; the command reports the damage as `video` does."""
-    from deblurtool.cli import app
-
-    intact = make_video(tmp_path / "intact.mp4", frames=30, gop=5).path
-    _damage_packet(intact, tmp_path / "damaged.mp4", 12)
-    dst = tmp_path / "out.mp4"
-    args = ["video", tmp_path / "damaged.mp4", dst, "--ray", "auto", "--chunk-frames", "10"]
-    args += ["--weights", tiny_weights, "--device", "cpu", "--no-progress"]
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 1, result.output
-    assert "chunks not usable" in result.output and "1 damaged video packet(s) skipped" in result.output
-    alone = run_video(tmp_path / "damaged.mp4", tmp_path / "alone.mp4", IdentityModel(), EncodeConfig())
-    assert alone.damage is not None and alone.damage in result.output
-    assert len(decode_video(dst)[0]) == alone.frames and not (tmp_path / ".out.mp4.deblurtool.lock").exists()

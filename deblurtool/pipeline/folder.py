@@ -307,11 +307,9 @@ def _process_one(
     'skipped_existing') or 'failed' with a one-line reason. ``video``: the file is a video, encoded so."""
     try:
         st = src_file.stat()
-        if out.exists() and not overwrite:
-            if manifest.matches(rel, st, signature):
-                return "skipped_done", ""
-            if not manifest.knows(rel):
-                return "skipped_existing", ""
+        skip = manifest.skip(rel, st, signature, out, overwrite)
+        if skip:
+            return skip, ""
         damage = None
         if video is None:
             deblur_image(model, src_file, out)

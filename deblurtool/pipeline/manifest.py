@@ -44,6 +44,16 @@ class Manifest:
     def matches(self, rel: Path, st: os.stat_result, signature: str) -> bool:
         return self.records.get(rel.as_posix()) == self._entry(rel, st, signature)
 
+    def skip(self, rel: Path, st: os.stat_result, signature: str, out: Path, overwrite: bool) -> str | None:
+        """Why the input ``rel`` (now ``st``) need not be done again: ``skipped_done`` (its output ``out`` is
+        recorded as made from it with ``signature``), ``skipped_existing`` (an output this folder has no
+        record of is in the way, and not ``overwrite``), or None."""
+        if not out.exists() or overwrite:
+            return None
+        if self.matches(rel, st, signature):
+            return "skipped_done"
+        return None if self.knows(rel) else "skipped_existing"
+
     def add(self, rel: Path, st: os.stat_result, signature: str) -> None:
         entry = self._entry(rel, st, signature)
         with self.path.open("a", encoding="utf-8") as f:

@@ -84,13 +84,10 @@ class RayJob:
             sig = video_signature(signature, self.encode) if video else signature
             try:
                 st = src.stat()
-                if self.manifest is not None and out.exists() and not overwrite:
-                    if self.manifest.matches(rel, st, sig):
-                        self.summary.skipped_done += 1
-                        continue
-                    if not self.manifest.knows(rel):
-                        self.summary.skipped_existing += 1
-                        continue
+                skip = self.manifest.skip(rel, st, sig, out, overwrite) if self.manifest else None
+                if skip:
+                    setattr(self.summary, skip, getattr(self.summary, skip) + 1)
+                    continue
                 self.inputs[rel] = (st, sig)
                 units += (
                     self._video_units(rel, src, out, st, sig) if video else [Unit("image", src, out, rel, 1)]
