@@ -46,6 +46,16 @@ def test_ray_option_without_ray_is_one_line(tmp_path: Path, monkeypatch: pytest.
     assert _files(tmp_path) == ["in.mp4"]
 
 
+def test_the_ray_options_are_in_the_help_of_both_commands() -> None:
+    from deblurtool.cli import app
+
+    for command in ("video", "folder"):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0
+        for option in ("--ray", "--chunk-frames", "--ray-workers", '"deblurtool[ray]"'):
+            assert option in result.output, (command, option)
+
+
 def test_without_ray_option_ray_is_never_imported(
     tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

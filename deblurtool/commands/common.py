@@ -122,7 +122,7 @@ RayAddress = Annotated[
         metavar="ADDRESS",
         help="Run on a Ray cluster: auto (the one `ray start` made), local (start one here with this "
         "machine's GPUs or CPUs), HOST:PORT or ray://HOST:PORT. Inputs and outputs must be on storage every "
-        'node sees. Needs pip install "deblurtool[ray]".',
+        'node sees. Needs pip install "deblurtool\\[ray]".',  # (\\[: not rich markup)
         show_default=False,
     ),
 ]
