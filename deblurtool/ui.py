@@ -102,7 +102,8 @@ class ProgressBar:
     """A :class:`deblurtool.pipeline.Progress` for the CLI: a bar of items in ``unit`` (hidden when not
     ``enabled``), notes as they come and ``failed: PATH: reason`` lines. When stderr is not a terminal
     (``nohup``, CI logs, a pipe) a bar cannot redraw, so a progress line is written every ``log_every``
-    seconds instead: done/total, rate, elapsed time and ETA."""
+    seconds instead: done/total, rate, elapsed time and ETA. Also a ``deblurtool.scale.JobProgress``
+    (:meth:`job`)."""
 
     def __init__(self, unit: str, *, enabled: bool = True, log_every: float = 30.0) -> None:
         self.unit, self.enabled, self.log_every = unit, enabled, log_every
@@ -123,6 +124,18 @@ class ProgressBar:
             yield lambda: bar.advance(task)
             bar.update(task, total=bar.tasks[0].completed)  # an estimated total becomes the true count
 
+    @contextlib.contextmanager
+    def job(self, label: str, total: int) -> Iterator[Callable[[int, int, str], None]]:
+        """Around a job that learns its progress as counts (a Ray job: frames done by all its workers):
+        yields ``update(done, total, status)``, ``status`` a few words shown after the ETA ("2 worker(s)")."""
+        if self.enabled and not err.is_terminal:
+            yield _LogLines(label, total, self.unit, self.log_every).update
+            return
+        status = TextColumn("{task.fields[status]}")
+        with progress(self.unit, enabled=self.enabled, extra=[status]) as bar:
+            task = bar.add_task(label, total=total, status="")
+            yield lambda done, total, status: bar.update(task, completed=done, total=total, status=status)
+
 
 def _clock(seconds: float) -> str:
     s = round(seconds)
@@ -138,7 +151,10 @@ class _LogLines:
         self.started = self.last = time.monotonic()
 
     def advance(self) -> None:
-        self.done += 1
+        self.update(self.done + 1, self.total)
+
+    def update(self, done: int, total: int | None, status: str = "") -> None:
+        self.done, self.total = done, total
         now = time.monotonic()
         if now - self.last < self.every:
             return
@@ -150,4 +166,4 @@ class _LogLines:
         parts.append(f"elapsed {_clock(elapsed)}")
         if self.total and rate > 0 and self.done < self.total:
             parts.append(f"ETA {_clock((self.total - self.done) / rate)}")
-        tell(", ".join(parts))
+        tell(", ".join([*parts, status] if status else parts))

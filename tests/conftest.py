@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.util
+import logging
 import os
 import sys
 import threading
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import av
 import cv2
@@ -25,6 +27,7 @@ import torch
 
 from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
 from deblurtool.models.weights import ENV_WEIGHTS, save_generator
+from deblurtool.scale.driver import LogJobProgress
 
 W, H = 64, 48
 
@@ -65,9 +68,11 @@ def make_video(
     subtitles: Path | None = None,
     rotation: int | None = None,
     faststart: bool = False,
+    gop: int | None = None,
 ) -> VideoSpec:
     """Encode ``frames`` smooth frames. ``pts`` (increasing ints in 1/``rate`` s ticks) makes a variable
-    frame rate video; ``subtitles`` is an .srt file remuxed in; ``rotation`` writes a display matrix."""
+    frame rate video; ``subtitles`` is an .srt file remuxed in; ``rotation`` writes a display matrix; ``gop``
+    puts an x264 keyframe every ``gop`` frames (B-frames stay on)."""
     frame_pts = list(pts) if pts is not None else list(range(frames))
     deep = "10" in pix_fmt or "12" in pix_fmt or "16" in pix_fmt
     options = {"movflags": "+faststart"} if faststart else {}
@@ -79,6 +84,8 @@ def make_video(
         v.codec_context.time_base = Fraction(1, rate)
         if codec.startswith("libx26"):
             v.options = {"crf": "1"}
+        if gop is not None and codec == "libx264":
+            v.options = {**v.options, "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
         if rotation is not None:
             v.set_display_rotation(rotation)
         a = out.add_stream("aac", rate=8000, layout="mono") if audio else None
@@ -362,3 +369,64 @@ def _as_ordinary_user() -> Iterator[None]:
 def ordinary_user() -> Callable[[], contextlib.AbstractContextManager[None]]:
     """``with ordinary_user(): ...`` runs its body with an ordinary user's view of file permissions."""
     return _as_ordinary_user
+
+
+# -- Ray (the scale tests) -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    """A real Ray cluster for the module: 2 CPUs, workers as separate processes. The driver code finds the
+    connection and uses it (what ``--ray auto`` does on a cluster made by ``ray start``)."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("CI"):
+            raise  # CI installs the extra: a missing Ray there is a failure, not a skip
+        pytest.skip('needs Ray: pip install -e ".[test,ray]"')
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield ray
+    ray.shutdown()
+
+
+class Recorder:
+    """A Ray driver's events, and actions to take on them (kill a worker, interrupt the driver)."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, dict[str, Any]]] = []
+        self.pids: dict[int, int] = {}
+        self.on: Any = None
+
+    def __call__(self, name: str, info: dict[str, Any]) -> None:
+        self.log.append((name, info))
+        if name == "ready":
+            self.pids[info["worker"]] = info["pid"]
+        if self.on is not None:
+            self.on(name, info)
+
+    def names(self, event: str, key: str = "unit") -> list[str]:
+        return [info[key] for name, info in self.log if name == event]
+
+
+class JobReport(LogJobProgress):
+    """What the library reports while a Ray job runs (the CLI draws it): notes and failures."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.failures: list[tuple[Path, str]] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def failed(self, path: Path, reason: str) -> None:
+        self.failures.append((path, reason))
+
+
+def damage_packet(src: Path, dst: Path, index: int) -> None:
+    """Copy ``src`` with the length prefix of its ``index``-th video packet broken."""
+    with av.open(str(src)) as c:
+        packet = [p for p in c.demux(c.streams.video[0]) if p.size][index]
+        pos = packet.pos
+    data = bytearray(src.read_bytes())
+    data[pos : pos + 4] = b"\xff\xff\xff\xff"
+    dst.write_bytes(bytes(data))

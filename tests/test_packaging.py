@@ -55,8 +55,11 @@ def _imported_top_modules() -> set[str]:
 def test_every_imported_distribution_is_declared() -> None:
     declared = {
         dep.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower()
-        for dep in PYPROJECT["project"]["dependencies"]
-    }
+        for dep in [
+            *PYPROJECT["project"]["dependencies"],
+            *PYPROJECT["project"]["optional-dependencies"]["ray"],
+        ]
+    }  # (the ray extra: imported only with --ray, see test_scale_units)
     owners = importlib.metadata.packages_distributions()
     imported = _imported_top_modules()
     assert {"cv2", "PIL", "torch", "av"} <= imported

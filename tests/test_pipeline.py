@@ -21,7 +21,7 @@ from conftest import (
 
 from deblurtool.config import EncodeConfig
 from deblurtool.errors import InputError, OutputError
-from deblurtool.pipeline import MANIFEST_NAME, run_folder, run_video
+from deblurtool.pipeline import MANIFEST_NAME, LogProgress, run_folder, run_video
 
 LOSSLESS = EncodeConfig(codec="libx264", crf=0)
 
@@ -309,3 +309,53 @@ def test_folder_interrupt_leaves_no_partial_file(tmp_path: Path) -> None:
         run_folder(src, dst, FailingModel(at=3, error=KeyboardInterrupt()), progress=False)
     assert len([p for p in dst.rglob("*") if p.is_file() and p.name != MANIFEST_NAME]) == 2
     assert _leftovers(dst) == []
+
+
+def test_folder_takes_videos_too(tmp_path: Path, identity_model: IdentityModel) -> None:
+    src, dst = tmp_path / "in", tmp_path / "out"
+    save_image(src / "a.png", make_image("u8_rgb"))
+    (src / "clips").mkdir()
+    make_video(src / "clips" / "one.mp4", frames=5, rotation=90)
+    make_video(src / "clips" / "two.mkv", frames=4, pts=[0, 2, 3, 7])
+    (src / "clips" / "fake.mov").write_text("not a video\n" * 20)
+    summary = run_folder(src, dst, identity_model, progress=False, signature="A", encode=LOSSLESS)
+    assert (summary.images, summary.videos, summary.done) == (1, 3, 3)
+    assert [p.name for p, _ in summary.failed] == ["fake.mov"]
+    assert "not a readable video" in summary.failed[0][1]
+    assert summary.line().startswith("1 image(s), 3 video(s): 3 done, 0 skipped, 1 failed")
+    for name in ("one.mp4", "two.mkv"):  # the same as `video` makes, in the same relative path
+        alone = tmp_path / f"alone_{name}"
+        run_video(src / "clips" / name, alone, IdentityModel(), LOSSLESS, progress=False)
+        times, frames, fmt, rotation = decode_video(dst / "clips" / name)
+        want = decode_video(alone)
+        assert (times, fmt, rotation) == (want[0], want[2], want[3])
+        assert len(frames) == len(want[1]) and all(map(np.array_equal, frames, want[1]))
+        assert stream_packets(dst / "clips" / name, "audio") == stream_packets(src / "clips" / name, "audio")
+    records = [line for line in (dst / MANIFEST_NAME).read_text().splitlines() if "one.mp4" in line]
+    assert "encode=libx264/0/auto" in records[0]  # a video's record names its encoder settings
+    again = run_folder(src, dst, identity_model, progress=False, signature="A", encode=LOSSLESS)
+    assert (again.done, again.skipped_done) == (0, 3)
+    other = EncodeConfig(codec="libx264", crf=20)
+    redone = run_folder(src, dst, identity_model, progress=False, signature="A", encode=other)
+    assert (redone.done, redone.skipped_done) == (2, 1)  # new encoder settings: the videos are redone
+    assert _leftovers(dst) == [] and not list(dst.rglob("*.lock"))
+
+
+class _Notes(LogProgress):
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+def test_folder_video_notes_name_the_file(tmp_path: Path, identity_model: IdentityModel) -> None:
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    make_video(src / "clip.avi", frames=3, audio=False)
+    report = _Notes()
+    summary = run_folder(src, dst, identity_model, progress=report, encode=EncodeConfig(crf=20))
+    assert summary.done == 1 and summary.videos == 1
+    assert report.notes == [
+        f"note: {src / 'clip.avi'}: --crf 20 ignored: mpeg4 has no constant-quality setting"
+    ]

@@ -153,7 +153,7 @@ def _audio_only(path: Path) -> Path:
     return path
 
 
-def _unusable_case(name: str, tmp: Path) -> tuple[list[str | Path], Path, str]:
+def _unusable_case(name: str, tmp: Path) -> tuple[list[str | Path], Path | None, str]:
     """(command line, the path the message must name, words it must contain) for one awkward case."""
     video = tmp / "in.mp4"
     make_video(video, frames=2, audio=False)
@@ -161,10 +161,10 @@ def _unusable_case(name: str, tmp: Path) -> tuple[list[str | Path], Path, str]:
     save_image(pictures / "a.png", make_image("u8_rgb"))
     (tmp / "notes.txt").write_text("not a video\n" * 40)
     (tmp / "zero.mp4").write_bytes(b"")
-    movies = tmp / "movies"
-    movies.mkdir()
-    make_video(movies / "clip.mp4", frames=2, audio=False)
-    cases: dict[str, tuple[list[str | Path], Path, str]] = {
+    others = tmp / "others"
+    others.mkdir()
+    (others / "notes.txt").write_text("no pictures here\n")
+    cases: dict[str, tuple[list[str | Path], Path | None, str]] = {
         "video: missing input": (
             ["video", tmp / "nope.mp4", tmp / "o.mp4"],
             tmp / "nope.mp4",
@@ -198,7 +198,12 @@ def _unusable_case(name: str, tmp: Path) -> tuple[list[str | Path], Path, str]:
         ),
         "folder: missing input": (["folder", tmp / "nope", tmp / "o"], tmp / "nope", "no such folder"),
         "folder: given a file": (["folder", video, tmp / "o"], video, "is not a folder"),
-        "folder: no images in it": (["folder", movies, tmp / "o"], movies, "holds no images"),
+        "folder: no images or videos in it": (["folder", others, tmp / "o"], others, "no images or videos"),
+        "folder: unknown codec": (
+            ["folder", pictures, tmp / "o", "--codec", "nosuch"],
+            None,
+            "--codec 'nosuch' is not an encoder",
+        ),
         "folder: output is a file": (["folder", pictures, video], video, "not a folder"),
         "folder: output inside input": (
             ["folder", pictures, pictures / "o"],
@@ -223,7 +228,8 @@ UNUSABLE = [
     "video: output folder is a file",
     "folder: missing input",
     "folder: given a file",
-    "folder: no images in it",
+    "folder: no images or videos in it",
+    "folder: unknown codec",
     "folder: output is a file",
     "folder: output inside input",
 ]
@@ -236,7 +242,7 @@ def test_unusable_input_or_output_exits_2_with_one_line(app: typer.Typer, tmp_pa
     result = _cli(app, *args, "--no-progress")
     assert result.exit_code == 2, result.output
     (line,) = _error_lines(result.output)
-    assert str(named) in line and words in line, line
+    assert (named is None or str(named) in line) and words in line, line
     assert "Traceback" not in result.output
     assert _files(tmp_path) == before  # nothing written, no folder created
 

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 import typer
 
 from deblurtool import ui
-from deblurtool.config import RuntimeConfig, TileConfig
+from deblurtool.config import EncodeConfig, RuntimeConfig, TileConfig
 from deblurtool.errors import EXIT_INTERRUPTED, EXIT_USAGE, DeblurError, one_line
 
 if TYPE_CHECKING:
     from deblurtool.inference import Deblurrer
+    from deblurtool.scale.worker import WorkerSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -80,6 +81,70 @@ NoProgress = Annotated[
         "--no-progress",
         help="Neither the progress bar nor, when stderr is not a terminal (logs, nohup, CI), the progress "
         "line written every 30 s instead.",
+    ),
+]
+Codec = Annotated[
+    str | None,
+    typer.Option(
+        "--codec",
+        metavar="ENCODER",
+        help="FFmpeg video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1 (lossless; use .mkv), ... "
+        "Default: libx264 (libvpx-vp9 for .webm, mpeg4 for .avi).",
+        show_default=False,
+    ),
+]
+Crf = Annotated[
+    int | None,
+    typer.Option(
+        "--crf",
+        metavar="N",
+        min=0,
+        max=63,
+        help="Quality for encoders that have it, lower is better: 18 (the default for x264/x265) looks "
+        "lossless, 0 is lossless; VP9 and AV1 default to 24.",
+        show_default=False,
+    ),
+]
+PixFmt = Annotated[
+    str | None,
+    typer.Option(
+        "--pix-fmt",
+        metavar="FORMAT",
+        help="Encoder pixel format. Default: the input's when the encoder has it (10-bit stays 10-bit), "
+        "else yuv420p.",
+        show_default=False,
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="ADDRESS",
+        help="Run on a Ray cluster: auto (the one `ray start` made), local (start one here with this "
+        "machine's GPUs or CPUs), HOST:PORT or ray://HOST:PORT. Inputs and outputs must be on storage every "
+        'node sees. Needs pip install "deblurtool\\[ray]".',  # (\\[: not rich markup)
+        show_default=False,
+    ),
+]
+ChunkFrames = Annotated[
+    int | None,
+    typer.Option(
+        "--chunk-frames",
+        metavar="N",
+        min=1,
+        help="With --ray: cut longer videos into pieces of about N frames, shared among the workers "
+        "(default: about a minute of frames).",
+        show_default=False,
+    ),
+]
+RayWorkers = Annotated[
+    int | None,
+    typer.Option(
+        "--ray-workers",
+        metavar="N",
+        min=1,
+        help="With --ray: how many workers (default: one per GPU, or one per node on clusters without GPUs).",
+        show_default=False,
     ),
 ]
 
@@ -189,3 +254,32 @@ def naming_the_file(path: Path | None, outcome: str) -> Iterator[None]:
         raise
     except Exception as e:
         raise DeblurError(f"failed: {one_line(e)}; {outcome} (--debug shows the traceback)", path) from e
+
+
+# -- Ray ---------------------------------------------------------------------------------------------------
+
+
+def check_ray(address: str | None) -> None:
+    """With ``--ray``: Ray must be installed; if not, one line saying how, before anything else. Without it
+    Ray is never imported."""
+    if address is not None:
+        from deblurtool.scale import require_ray
+
+        require_ray()
+
+
+def ray_spec(
+    weights: Path | None,
+    encode: EncodeConfig,
+    *,
+    device: str,
+    precision: str,
+    tile_size: int | None,
+    tile_overlap: int | None,
+    batch_size: int | None,
+) -> WorkerSpec:
+    """What every Ray worker loads and encodes: the same settings :func:`load_model` would use here."""
+    from deblurtool.scale.run import worker_spec
+
+    tile = tile_config(tile_size, tile_overlap, batch_size)
+    return worker_spec(weights, tile, RuntimeConfig(device=device, precision=precision), encode)

@@ -10,53 +10,28 @@ import typer
 from deblurtool import ui
 from deblurtool.commands.common import (
     BatchSize,
+    ChunkFrames,
+    Codec,
+    Crf,
     Device,
     NoProgress,
     Overwrite,
+    PixFmt,
     Precision,
+    RayAddress,
+    RayWorkers,
     TileOverlap,
     TileSize,
     Weights,
     check_model_options,
+    check_ray,
     handle_errors,
     load_model,
     naming_the_file,
+    ray_spec,
 )
 from deblurtool.config import EncodeConfig
 from deblurtool.errors import PartialFailure
-
-Codec = Annotated[
-    str | None,
-    typer.Option(
-        "--codec",
-        metavar="ENCODER",
-        help="FFmpeg video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1 (lossless; use .mkv), ... "
-        "Default: libx264 (libvpx-vp9 for .webm).",
-        show_default=False,
-    ),
-]
-Crf = Annotated[
-    int | None,
-    typer.Option(
-        "--crf",
-        metavar="N",
-        min=0,
-        max=63,
-        help="Quality for encoders that have it, lower is better: 18 (the default for x264/x265) looks "
-        "lossless, 0 is lossless; VP9 and AV1 default to 24.",
-        show_default=False,
-    ),
-]
-PixFmt = Annotated[
-    str | None,
-    typer.Option(
-        "--pix-fmt",
-        metavar="FORMAT",
-        help="Encoder pixel format. Default: the input's when the encoder has it (10-bit stays 10-bit), "
-        "else yuv420p.",
-        show_default=False,
-    ),
-]
 
 
 @handle_errors
@@ -84,6 +59,9 @@ def video(
     tile_overlap: TileOverlap = None,
     batch_size: BatchSize = None,
     no_progress: NoProgress = False,
+    ray: RayAddress = None,
+    chunk_frames: ChunkFrames = None,
+    ray_workers: RayWorkers = None,
 ) -> None:
     """Deblur every frame of a video, keeping its audio, timing and orientation.
 
@@ -98,6 +76,8 @@ def video(
 
       deblurtool video in.mp4 out.mp4 --crf 14 --device cuda  (higher quality, on the GPU)
 
+      deblurtool video long.mp4 out.mp4 --ray auto            (on a Ray cluster, in chunks)
+
     A damaged input is deblurred as far as it can be decoded, then the command exits with code 1.
 
     Exit codes: 0 done; 1 damaged input (what could be decoded was deblurred); 2 unusable input or refused
@@ -105,6 +85,7 @@ def video(
     """
     from deblurtool.pipeline import check_video_input, check_video_paths, run_video  # not for --help
 
+    check_ray(ray)
     check_model_options(
         device=device,
         precision=precision,
@@ -115,18 +96,46 @@ def video(
     encode = EncodeConfig(codec=codec, crf=crf, pix_fmt=pix_fmt)
     check_video_paths(src, dst, overwrite)  # refuse before spending seconds on loading the model
     check_video_input(src, encode, dst)
-    model = load_model(
-        weights,
-        device=device,
-        precision=precision,
-        tile_size=tile_size,
-        tile_overlap=tile_overlap,
-        batch_size=batch_size,
-    )
-    with naming_the_file(src, "nothing was written"):
-        bar = ui.ProgressBar("fps", enabled=not no_progress)
-        summary = run_video(src, dst, model, encode, overwrite=overwrite, progress=bar)
-    ui.say(summary.line())
+    bar = ui.ProgressBar("fps", enabled=not no_progress)
+    workers: list[str] = []
+    if ray is not None:
+        from deblurtool.scale.run import run_ray_video
+
+        spec = ray_spec(
+            weights,
+            encode,
+            device=device,
+            precision=precision,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            batch_size=batch_size,
+        )
+        with naming_the_file(src, "nothing was written (finished chunks are kept for a rerun)"):
+            outcome = run_ray_video(
+                src,
+                dst,
+                spec,
+                address=ray,
+                chunk_frames=chunk_frames,
+                overwrite=overwrite,
+                workers=ray_workers,
+                progress=bar,
+                say=ui.say,
+            )
+        summary, workers = outcome.summary, outcome.workers
+    else:
+        model = load_model(
+            weights,
+            device=device,
+            precision=precision,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            batch_size=batch_size,
+        )
+        with naming_the_file(src, "nothing was written"):
+            summary = run_video(src, dst, model, encode, overwrite=overwrite, progress=bar)
+    for line in [summary.line(), *workers]:
+        ui.say(line)
     if summary.damage:
         done = f"the {summary.frames} frame(s) that could be decoded were deblurred into {dst}"
         raise PartialFailure(f"{summary.damage}; {done}", src)

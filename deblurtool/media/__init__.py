@@ -10,11 +10,13 @@ from deblurtool.media.image_io import (
     split_for_model,
     write_image,
 )
+from deblurtool.media.video_probe import VIDEO_SUFFIXES
 from deblurtool.media.video_reader import DecodedFrame, VideoInfo, VideoReader
 from deblurtool.media.video_writer import VideoWriter, choose_pix_fmt
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
     "DecodedFrame",
     "ImageData",
     "VideoInfo",

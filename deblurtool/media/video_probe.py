@@ -17,6 +17,9 @@ import av.video.stream
 
 from deblurtool.errors import InputError
 
+# Containers `folder` treats as videos: deblurred as `video` does, into the same relative path and container.
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts"})
+
 # FFmpeg renders text and "binary art" files as video (its tty/bintext demuxers); such a file is not a video.
 _TEXT_ART_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 

@@ -132,6 +132,7 @@ class VideoReader:
         self._queue: queue.Queue[DecodedFrame | av.Packet | _End | _Failure] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self._copy: frozenset[int] = frozenset()
+        self._frames = True
         self._pending: list[DecodedFrame | av.Packet] = []
         self._last_pts: int | None = None
         self._last_duration = 1
@@ -292,11 +293,14 @@ class VideoReader:
         self.frames_decoded += 1
         return decoded
 
-    def start(self, copy_indices: Collection[int] = ()) -> None:
-        """Start the decode thread; packets of streams in ``copy_indices`` are passed on, others dropped."""
+    def start(self, copy_indices: Collection[int] = (), *, frames: bool = True) -> None:
+        """Start the decode thread; packets of streams in ``copy_indices`` are passed on, others dropped.
+        ``frames`` False: the video is not decoded at all, only those packets come (``damage`` stays None);
+        for joining a video encoded elsewhere with this file's other streams."""
         if self._thread is not None:
             raise RuntimeError("VideoReader.start() called twice")
         self._copy = frozenset(copy_indices)
+        self._frames = frames
         self._thread = threading.Thread(target=self._run, name="deblurtool-decode", daemon=True)
         self._thread.start()
 
@@ -314,9 +318,12 @@ class VideoReader:
         try:
             video_index = self._stream.index
             for item in self._pending:
-                if isinstance(item, DecodedFrame) or item.stream.index in self._copy:
+                if isinstance(item, DecodedFrame):
+                    if self._frames:
+                        self._put(item)
+                elif item.stream.index in self._copy:
                     self._put(item)
-                elif item.stream.index == video_index:  # read ahead while probing, not yet decoded
+                elif item.stream.index == video_index and self._frames:  # read ahead while probing
                     for frame in self._decode_packet(item):
                         self._put(self._to_decoded(frame))
             self._pending.clear()
@@ -338,15 +345,16 @@ class VideoReader:
             except av.error.FFmpegError as e:
                 # The container itself is broken here: nothing after this point can be found reliably.
                 self._break_off = f"it breaks off after frame {self.frames_decoded} ({_reason(e)})"
-                self._flush_decoder()
+                if self._frames:
+                    self._flush_decoder()
                 break
             self._saw(packet)
             if packet.stream.index == video_index:
-                for frame in self._decode_packet(packet):
+                for frame in self._decode_packet(packet) if self._frames else ():
                     self._put(self._to_decoded(frame))
             elif packet.stream.index in self._copy and packet.dts is not None:
                 self._put(packet)  # (dts-less packets are the demuxer's end-of-stream markers)
-        self.damage = self._damage_report()
+        self.damage = self._damage_report() if self._frames else None
 
     def _flush_decoder(self) -> None:
         # The demuxer ended without its end-of-stream packet: drain the pictures the decoder still holds.

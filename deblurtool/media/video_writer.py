@@ -12,6 +12,10 @@ refused before the model runs.
 AVI stores no presentation times, only the order of decoding, at one frame rate: there the time base is the
 input's base frame rate and the encoder makes no B-frames (which would come back one frame late).
 
+A writer can also copy a video encoded elsewhere instead of encoding one (``encoded``): the chunks of a Ray
+job, each encoded by a writer from the same :class:`VideoInfo` and :class:`EncodeConfig`, are joined this way,
+with everything else a writer does (streams, metadata, AVI timing) done the same.
+
 The container is always closed, also on error; after :meth:`VideoWriter.abort` the encoder is not flushed (the
 caller deletes the file anyway, and flushing a long look-ahead would only delay Ctrl-C).
 """
@@ -57,6 +61,11 @@ class _Frame:
     pts: int
 
 
+@dataclass(frozen=True)
+class _Encoded:
+    packet: av.Packet
+
+
 class _End:
     """Queue sentinel: no more input; flush the encoder and close."""
 
@@ -72,6 +81,10 @@ class VideoWriter:
     carried over. Errors raised by the thread surface from the next put or from :meth:`finish` as
     :class:`OutputError`. Messages name ``shown_path`` (default ``path``): the final name, when ``path`` is a
     hidden temporary one.
+
+    ``encoded``: the video is copied, not encoded: the video stream is made from this stream (of a file
+    written by another writer from the same ``info`` and ``encode``; its encoder's notes are that writer's)
+    and its packets come through :meth:`put_encoded` instead of :meth:`put_frame`.
     """
 
     def __init__(
@@ -86,6 +99,7 @@ class VideoWriter:
         samples: Mapping[int, av.Packet] | None = None,
         metadata: Mapping[str, str] | None = None,
         video_metadata: Mapping[str, str] | None = None,
+        encoded: av.video.stream.VideoStream | None = None,
     ) -> None:
         self.path = path
         self.shown_path = shown_path if shown_path is not None else path
@@ -94,7 +108,8 @@ class VideoWriter:
         self.frames_written = 0
         self._error: BaseException | None = None
         self._aborted = threading.Event()
-        self._queue: queue.Queue[_Frame | av.Packet | _End] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[_Frame | _Encoded | av.Packet | _End] = queue.Queue(maxsize=queue_size)
+        self._encoded = encoded is not None
         self._thread: threading.Thread | None = None
         self._closed = False
         self._last_pts: int | None = None
@@ -105,13 +120,19 @@ class VideoWriter:
                 f"cannot write a video here ({_reason(e)}; use .mp4, .mkv or .mov)", self.shown_path
             ) from None
         try:
-            self.codec = choose_codec(encode.codec, self._container)
-            self.pix_fmt = choose_pix_fmt(self.codec, encode.pix_fmt, info)
+            if encoded is None:
+                self.codec = choose_codec(encode.codec, self._container)
+                self.pix_fmt = choose_pix_fmt(self.codec, encode.pix_fmt, info)
+            else:
+                self.codec = encoded.codec_context.name
+                self.pix_fmt = (
+                    encoded.codec_context.format.name if encoded.codec_context.format else info.pix_fmt
+                )
             self.color_range = output_color_range(self.pix_fmt, info.color_range)
             if self.codec == "mjpeg":
                 self.color_range = 2  # JPEG is full range; FFmpeg's encoder refuses limited-range YUV
             self._container.metadata.update(copied_metadata(metadata or {}))
-            self._stream = self._add_video_stream(encode, video_metadata or {})
+            self._stream = self._add_video_stream(encode, video_metadata or {}, encoded)
             self._sides: dict[int, SideStream] = add_side_streams(
                 self._container, side_streams, samples or {}, self.notes, suffix=path.suffix
             )
@@ -126,12 +147,17 @@ class VideoWriter:
         return frozenset(self._sides)
 
     def _add_video_stream(
-        self, encode: EncodeConfig, metadata: Mapping[str, str]
+        self, encode: EncodeConfig, metadata: Mapping[str, str], encoded: av.video.stream.VideoStream | None
     ) -> av.video.stream.VideoStream:
         info = self.info
-        options = encoder_options(self.codec, encode, self.notes)
         try:
-            stream = self._container.add_stream(self.codec, rate=info.average_rate, options=options)
+            if encoded is None:
+                options = encoder_options(self.codec, encode, self.notes)
+                stream = self._container.add_stream(self.codec, rate=info.average_rate, options=options)
+            else:
+                stream = self._container.add_stream_from_template(encoded)
+                if info.average_rate:  # as add_stream(rate=...) sets it: Matroska's default duration
+                    stream.codec_context.framerate = info.average_rate
         except (av.error.FFmpegError, ValueError) as e:
             refusal = f"cannot use --codec {self.codec} in {self.path.suffix} files ({_reason(e)})"
             raise OutputError(refusal, self.shown_path) from None
@@ -161,7 +187,7 @@ class VideoWriter:
         if info.display_matrix is not None:
             stream.set_display_matrix(info.display_matrix)
         stream.metadata.update(copied_metadata(metadata, stream=True))
-        note = depth_note(self.codec, self.pix_fmt, info)
+        note = depth_note(self.codec, self.pix_fmt, info) if encoded is None else None
         if note:
             self.notes.append(note)
         return stream
@@ -190,7 +216,7 @@ class VideoWriter:
         self._thread = threading.Thread(target=self._run, name="deblurtool-encode", daemon=True)
         self._thread.start()
 
-    def _put(self, item: _Frame | av.Packet | _End) -> None:
+    def _put(self, item: _Frame | _Encoded | av.Packet | _End) -> None:
         while True:
             self._raise_if_failed()
             if self._thread is None or not self._thread.is_alive():
@@ -209,6 +235,11 @@ class VideoWriter:
                 f"({self.info.height}, {self.info.width}, 3) uint8 or uint16"
             )
         self._put(_Frame(np.ascontiguousarray(rgb), pts))
+
+    def put_encoded(self, packet: av.Packet) -> None:
+        """Queue a packet of the ``encoded`` video, its pts, dts and duration in the input's time base, in
+        decode order."""
+        self._put(_Encoded(packet))
 
     def put_packet(self, packet: av.Packet) -> None:
         """Queue a packet of a copied stream (from the reader, in file order)."""
@@ -246,13 +277,17 @@ class VideoWriter:
                 except queue.Empty:
                     continue
                 if isinstance(item, _End):
-                    self._container.mux(self._stream.encode(None))
+                    if not self._encoded:
+                        self._container.mux(self._stream.encode(None))
                     for side in self._sides.values():
                         if side.transcoder is not None:
                             self._container.mux(side.transcoder.packets(None))
                     break
                 if isinstance(item, _Frame):
                     self._container.mux(self._stream.encode(self._to_video_frame(item)))
+                    self.frames_written += 1
+                elif isinstance(item, _Encoded):
+                    self._container.mux(self._rebased(item.packet))
                     self.frames_written += 1
                 elif item.dts is not None:  # dts-less packets are demuxer flush markers, not data
                     side = self._sides[item.stream.index]
@@ -279,17 +314,32 @@ class VideoWriter:
             return False
         return (packet.pts + (packet.duration or 0)) * packet.time_base <= 0
 
-    def _to_video_frame(self, item: _Frame) -> av.VideoFrame:
-        frame = from_rgb_array(item.rgb, self.pix_fmt, self.info.colorspace, self.color_range)
-        pts = item.pts
-        if self.time_base != self.info.time_base:  # AVI: counted in frames of its one rate
+    def _output_pts(self, pts: int) -> int:
+        """``pts`` (the input's time base) in this file's: the same, but in AVI a count of frames of its one
+        rate, each after the last."""
+        if self.time_base != self.info.time_base:
             pts = round(Fraction(pts) * self.info.time_base / self.time_base)
             if self._last_pts is not None and pts <= self._last_pts:
                 pts = self._last_pts + 1
         self._last_pts = pts
-        frame.pts = pts
+        return pts
+
+    def _to_video_frame(self, item: _Frame) -> av.VideoFrame:
+        frame = from_rgb_array(item.rgb, self.pix_fmt, self.info.colorspace, self.color_range)
+        frame.pts = self._output_pts(item.pts)
         frame.time_base = self.time_base
         return frame
+
+    def _rebased(self, packet: av.Packet) -> av.Packet:
+        """An ``encoded`` packet in this file's time base and stream (AVI makes no reordered frames, so there
+        its dts is its pts)."""
+        if self.time_base != self.info.time_base:
+            duration = packet.duration or 0
+            packet.pts = packet.dts = self._output_pts(packet.pts or 0)
+            packet.duration = round(Fraction(duration) * self.info.time_base / self.time_base)
+        packet.time_base = self.time_base
+        packet.stream = self._stream
+        return packet
 
     def _close_container(self) -> None:
         if not self._closed:

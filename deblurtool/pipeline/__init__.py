@@ -5,9 +5,10 @@ thread. The output is written under a temporary name in the destination folder a
 complete; on any error or Ctrl-C both threads stop (a shared Event they poll), the temporary file is removed
 and nothing exists under the final name.
 
-Folder (:mod:`.folder`): images one by one, each written temp-then-rename; one bad file fails alone; finished
-outputs are recorded in a small manifest (:mod:`.manifest`) in the destination so a re-run skips exactly what
-is done and redoes the rest.
+Folder (:mod:`.folder`): images and videos one by one (a video as above), each written temp-then-rename; one
+bad file fails alone; finished outputs are recorded in a small manifest (:mod:`.manifest`) in the destination
+so a re-run skips exactly what is done and redoes the rest. :mod:`deblurtool.scale` runs the same pieces on a
+Ray cluster.
 
 The model is anything with ``deblur_array(img) -> img`` (HxWx3 uint8 or uint16 in, same shape and dtype out),
 e.g. :class:`deblurtool.inference.Deblurrer`. Runs print nothing: they report through a :class:`Progress`

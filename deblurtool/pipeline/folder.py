@@ -1,14 +1,19 @@
-"""``run_folder``: deblur every image under a folder into a mirror of it, one file at a time, resumably."""
+"""``run_folder``: deblur every image and video under a folder into a mirror of it, one file at a time,
+resumably. Videos are done as ``run_video`` does them, into the same relative path and container."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from deblurtool.config import EncodeConfig
 from deblurtool.errors import InputError, ModelOutputError, OutputError, one_line
 from deblurtool.fsutil import check_writable, make_folders, output_lock, remove_stale_temps_under
 from deblurtool.media.image_io import (
@@ -18,8 +23,10 @@ from deblurtool.media.image_io import (
     split_for_model,
     write_image,
 )
-from deblurtool.pipeline.manifest import Manifest
+from deblurtool.media.video_probe import VIDEO_SUFFIXES
+from deblurtool.pipeline.manifest import Manifest, video_signature
 from deblurtool.pipeline.progress import ArrayModel, Progress, as_progress
+from deblurtool.pipeline.video import run_video
 
 
 @dataclass
@@ -27,8 +34,11 @@ class FolderSummary:
     """What :func:`run_folder` did: ``failed`` pairs each failed input with its one-line reason;
     ``skipped_done`` outputs were recorded as made from the same input and settings; ``skipped_existing``
     outputs existed without such a record and were kept (``--overwrite`` replaces them); ``ignored`` counts
-    files that are not images of a supported format."""
+    files that are neither images nor videos of a supported format; ``images`` and ``videos`` count the
+    inputs of each kind found."""
 
+    images: int = 0
+    videos: int = 0
     done: int = 0
     skipped_done: int = 0
     skipped_existing: int = 0
@@ -41,12 +51,13 @@ class FolderSummary:
         return self.skipped_done + self.skipped_existing
 
     def line(self) -> str:
-        text = f"{self.done} done, {self.skipped} skipped, {len(self.failed)} failed"
+        text = f"{self.images} image(s), {self.videos} video(s): "
+        text += f"{self.done} done, {self.skipped} skipped, {len(self.failed)} failed"
         details = []
         if self.skipped_existing:
             details.append(f"{self.skipped_existing} existing output(s) kept; --overwrite replaces them")
         if self.ignored:
-            details.append(f"{self.ignored} non-image file(s) ignored")
+            details.append(f"{self.ignored} other file(s) ignored")
         return text + (f" ({'; '.join(details)})" if details else "")
 
 
@@ -62,19 +73,37 @@ def check_folder_paths(src: Path, dst: Path) -> None:
         raise OutputError(f"is inside the input folder {src}; choose an output folder outside it", dst)
 
 
+def is_video(rel: Path) -> bool:
+    return rel.suffix.lower() in VIDEO_SUFFIXES
+
+
 @dataclass
-class _Scan:
-    images: list[Path] = field(default_factory=list)  # relative to the input folder
+class FolderScan:
+    """The inputs of a folder: ``files`` (images and videos, relative to the folder), how many other files
+    were ``ignored``, and the entries that ``failed`` to be listed or read, each with its one-line reason."""
+
+    files: list[Path] = field(default_factory=list)
     ignored: int = 0
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
+    @property
+    def videos(self) -> int:
+        return sum(map(is_video, self.files))
 
-def _scan(src: Path, dst: Path) -> _Scan:
-    """The supported images under ``src`` (relative paths; each folder's files sorted, then its subfolders),
-    how many other files were seen, and every entry that could not be listed or read, with the reason:
-    nothing is left out silently. Linked folders are followed, each real folder once (a link loop cannot hang
-    us); a link to the output folder is not an input."""
-    scan = _Scan()
+    def summary(self) -> FolderSummary:
+        """An empty summary of this scan: its counts, and its failures."""
+        videos = self.videos
+        summary = FolderSummary(images=len(self.files) - videos, videos=videos, ignored=self.ignored)
+        summary.failed.extend(self.failed)
+        return summary
+
+
+def scan_folder(src: Path, dst: Path) -> FolderScan:
+    """The supported images and videos under ``src`` (relative paths; each folder's files sorted, then its
+    subfolders), how many other files were seen, and every entry that could not be listed or read, with the
+    reason: nothing is left out silently. Linked folders are followed, each real folder once (a link loop
+    cannot hang us); a link to the output folder is not an input."""
+    scan = FolderScan()
     seen: set[tuple[int, int]] = set()
     outputs = dst.resolve()
     stack = [(src, Path())]
@@ -97,13 +126,14 @@ def _scan(src: Path, dst: Path) -> _Scan:
                 real = path.resolve()
                 if real != outputs and outputs not in real.parents:
                     subfolders.append((path, rel / entry.name))
-            elif Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
+            elif (suffix := Path(entry.name).suffix.lower()) not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
                 scan.ignored += 1
             elif _is_file(entry):
-                scan.images.append(rel / entry.name)
+                scan.files.append(rel / entry.name)
             else:
                 what = "a link to nothing" if entry.is_symlink() else "not a regular file"
-                scan.failed.append((path, f"cannot read this image ({what})"))
+                kind = "video" if suffix in VIDEO_SUFFIXES else "image"
+                scan.failed.append((path, f"cannot read this {kind} ({what})"))
         stack.extend(reversed(subfolders))
     return scan
 
@@ -140,70 +170,82 @@ def run_folder(
     overwrite: bool = False,
     progress: Progress | bool | None = None,
     signature: str | None = None,
+    encode: EncodeConfig | None = None,
 ) -> FolderSummary:
-    """Deblur every image under ``src`` into the same relative path under ``dst``, in the same format.
+    """Deblur every image and video under ``src`` into the same relative path under ``dst``, in the same
+    format; videos as :func:`run_video` does them, with ``encode`` (default: each container's usual encoder).
 
     A file that cannot be read, deblurred or written is reported in one line (``progress.failed``) and
-    counted in ``FolderSummary.failed``; the others go on. ``signature`` names the settings (None: a
-    Deblurrer's own :attr:`~deblurtool.inference.Deblurrer.signature`, else the model's class name); an
-    existing output recorded with the same input size/mtime and signature is skipped as done; one recorded
-    differently is redone; one with no record is kept unless ``overwrite``. Ctrl-C stops after cleaning up the
-    image in progress.
+    counted in ``FolderSummary.failed``; the others go on. A damaged video is kept as far as it could be
+    decoded, recorded, and listed as failed. ``signature`` names the settings (None: a Deblurrer's own
+    :attr:`~deblurtool.inference.Deblurrer.signature`, else the model's class name; a video's adds the
+    encoder settings); an existing output recorded with the same input size/mtime and signature is skipped as
+    done; one recorded differently is redone; one with no record is kept unless ``overwrite``. Ctrl-C stops
+    after cleaning up the file in progress.
     """
     report = as_progress(progress)
-    check_folder_paths(src, dst)
     signature = signature if signature is not None else _default_signature(model)
-    scan = _scan(src, dst)
-    _check_has_images(src, scan)
-    make_folders(dst, for_path=dst)
-    check_writable(dst)  # a read-only output is one line now, not one failure per image after the model ran
-    with output_lock(dst):  # a second job into the same folder is refused, not raced
-        remove_stale_temps_under(dst)  # left by a run that was killed (power cut, SIGKILL) mid-image
-        return _run_images(src, dst, model, scan, report, signature, overwrite)
-
-
-def _run_images(
-    src: Path, dst: Path, model: ArrayModel, scan: _Scan, report: Progress, signature: str, overwrite: bool
-) -> FolderSummary:
-    manifest = Manifest(dst)
-    summary = FolderSummary(ignored=scan.ignored)
-    for path, reason in scan.failed:
-        summary.failed.append((path, reason))
-        report.failed(path, reason)
-    started = time.perf_counter()
-    with report.items(src.name or str(src), len(scan.images)) as advance:
-        for rel in scan.images:
-            src_file, out = src / rel, dst / rel
-            outcome, reason = _process_one(model, src_file, out, rel, manifest, signature, overwrite)
-            if outcome == "failed":
-                summary.failed.append((src_file, reason))
-                report.failed(src_file, reason)
-            else:
-                setattr(summary, outcome, getattr(summary, outcome) + 1)
-            advance()
-    summary.seconds = time.perf_counter() - started
+    encode = encode or EncodeConfig()
+    with folder_job(src, dst) as scan:
+        summary = scan.summary()
+        for path, reason in scan.failed:
+            report.failed(path, reason)
+        manifest = Manifest(dst)
+        started = time.perf_counter()
+        with report.items(src.name or str(src), len(scan.files)) as advance:
+            for rel in scan.files:
+                src_file, out = src / rel, dst / rel
+                video = encode if is_video(rel) else None
+                sig = video_signature(signature, encode) if video else signature
+                outcome, reason = _process_one(
+                    model, src_file, out, rel, manifest, sig, overwrite, video, report
+                )
+                if outcome == "failed":
+                    summary.failed.append((src_file, reason))
+                    report.failed(src_file, reason)
+                else:
+                    setattr(summary, outcome, getattr(summary, outcome) + 1)
+                advance()
+        summary.seconds = time.perf_counter() - started
     return summary
 
 
-def check_folder_input(src: Path, dst: Path) -> None:
-    """:func:`check_folder_paths`, and refuse an input folder without images at once: before a command spends
-    seconds loading the model."""
+@contextlib.contextmanager
+def folder_job(src: Path, dst: Path) -> Iterator[FolderScan]:
+    """What every folder job checks and holds before its first file: the paths, the scan (a folder with
+    nothing to do is refused), the output folder made and writable (a read-only one is one line now, not one
+    failure per file after the model ran), its lock (a second job into it is refused, not raced) and no
+    temporary file left by a killed run. Yields the scan; the lock is held until the body ends."""
     check_folder_paths(src, dst)
-    _check_has_images(src, _scan(src, dst))
+    scan = scan_folder(src, dst)
+    _check_has_inputs(src, scan)
+    make_folders(dst, for_path=dst)
+    check_writable(dst)
+    with output_lock(dst):
+        remove_stale_temps_under(dst)  # left by a run that was killed (power cut, SIGKILL) mid-file
+        yield scan
 
 
-def _check_has_images(src: Path, scan: _Scan) -> None:
-    if scan.images:
+def check_folder_input(src: Path, dst: Path) -> None:
+    """:func:`check_folder_paths`, and refuse an input folder without images or videos at once: before a
+    command spends seconds loading the model."""
+    check_folder_paths(src, dst)
+    _check_has_inputs(src, scan_folder(src, dst))
+
+
+def _check_has_inputs(src: Path, scan: FolderScan) -> None:
+    if scan.files:
         return
-    kinds = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES))
-    seen = f"{scan.ignored} other file(s) seen; for a video use `deblurtool video`"
+    kinds = ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES | VIDEO_SUFFIXES))
+    seen = f"{scan.ignored} other file(s) seen"
     if scan.failed:
         path, reason = scan.failed[0]
         seen += f"; {len(scan.failed)} entry(ies) could not be read, e.g. {path}: {reason}"
-    raise InputError(f"holds no images ({kinds}); {seen}", src)
+    raise InputError(f"holds no images or videos ({kinds}); {seen}", src)
 
 
-def _deblur_image(model: ArrayModel, src_file: Path, out: Path) -> None:
+def deblur_image(model: ArrayModel, src_file: Path, out: Path) -> None:
+    """One image of a folder (every page), written temp-then-rename to ``out``."""
     image = read_image(src_file)
     pages = []
     for page in image.pages:  # every page of a multi-page TIFF, every frame of an animated WebP
@@ -214,6 +256,42 @@ def _deblur_image(model: ArrayModel, src_file: Path, out: Path) -> None:
     write_image(out, image.with_pages(pages), overwrite=True)
 
 
+def deblur_video(
+    model: ArrayModel, src_file: Path, out: Path, encode: EncodeConfig, report: Progress
+) -> str | None:
+    """One video of a folder, exactly as `video` does it (its notes go to ``report``, naming the file);
+    returns the failure line of a damaged input, whose output is kept."""
+    summary = run_video(src_file, out, model, encode, overwrite=True, progress=_FileNotes(report, src_file))
+    return damage_line(summary.damage, summary.frames)
+
+
+def damage_line(damage: str | None, frames: int) -> str | None:
+    """How a damaged video of a folder is listed among the failures (its output holds what was decoded)."""
+    return f"{damage}; the {frames} frame(s) that could be decoded were deblurred" if damage else None
+
+
+def file_note(path: Path, text: str) -> str:
+    """A note of one file of a folder, naming it: ``note: PATH: text``."""
+    return f"note: {path}: {text.removeprefix('note: ')}"
+
+
+class _FileNotes:
+    """The folder's report, as seen by one video: its notes name the file, its frames are not counted (the
+    folder's progress counts files)."""
+
+    def __init__(self, report: Progress, path: Path) -> None:
+        self.report, self.path = report, path
+
+    def note(self, text: str) -> None:
+        self.report.note(file_note(self.path, text))
+
+    def failed(self, path: Path, reason: str) -> None:
+        self.report.failed(path, reason)
+
+    def items(self, label: str, total: int | None) -> AbstractContextManager[Callable[[], None]]:
+        return contextlib.nullcontext(lambda: None)
+
+
 def _process_one(
     model: ArrayModel,
     src_file: Path,
@@ -222,27 +300,33 @@ def _process_one(
     manifest: Manifest,
     signature: str,
     overwrite: bool,
+    video: EncodeConfig | None,
+    report: Progress,
 ) -> tuple[str, str]:
     """Returns (outcome, reason): outcome is a FolderSummary counter name ('done', 'skipped_done',
-    'skipped_existing') or 'failed' with a one-line reason."""
+    'skipped_existing') or 'failed' with a one-line reason. ``video``: the file is a video, encoded so."""
     try:
         st = src_file.stat()
-        if out.exists() and not overwrite:
-            if manifest.matches(rel, st, signature):
-                return "skipped_done", ""
-            if not manifest.knows(rel):
-                return "skipped_existing", ""
-        _deblur_image(model, src_file, out)
+        skip = manifest.skip(rel, st, signature, out, overwrite)
+        if skip:
+            return skip, ""
+        damage = None
+        if video is None:
+            deblur_image(model, src_file, out)
+        else:
+            damage = deblur_video(model, src_file, out, video, report)
         manifest.add(rel, st, signature)
+        if damage:
+            return "failed", damage
     except ModelOutputError as e:  # the model itself is broken: every other image would fail alike
         raise ModelOutputError(f"{one_line(e)}; the run stopped", src_file) from None
     except Exception as e:  # one file's failure must not stop the batch; Ctrl-C (not an Exception) does
-        return "failed", _failure_reason(e)
+        return "failed", failure_reason(e)
     return "done", ""
 
 
-def _failure_reason(e: Exception) -> str:
-    """One line in words for a failed image (reported after the input's path): an output's trouble names the
+def failure_reason(e: Exception) -> str:
+    """One line in words for a failed file (reported after the input's path): an output's trouble names the
     output, an OS error says what failed, not Python's repr of it."""
     if isinstance(e, OutputError) and e.path:
         return f"output {e.path}: {one_line(e)}"

@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from deblurtool.config import EncodeConfig
+
 MANIFEST_NAME = ".deblurtool-done.jsonl"
 
 
@@ -42,8 +44,24 @@ class Manifest:
     def matches(self, rel: Path, st: os.stat_result, signature: str) -> bool:
         return self.records.get(rel.as_posix()) == self._entry(rel, st, signature)
 
+    def skip(self, rel: Path, st: os.stat_result, signature: str, out: Path, overwrite: bool) -> str | None:
+        """Why the input ``rel`` (now ``st``) need not be done again: ``skipped_done`` (its output ``out`` is
+        recorded as made from it with ``signature``), ``skipped_existing`` (an output this folder has no
+        record of is in the way, and not ``overwrite``), or None."""
+        if not out.exists() or overwrite:
+            return None
+        if self.matches(rel, st, signature):
+            return "skipped_done"
+        return None if self.knows(rel) else "skipped_existing"
+
     def add(self, rel: Path, st: os.stat_result, signature: str) -> None:
         entry = self._entry(rel, st, signature)
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
         self.records[rel.as_posix()] = entry
+
+
+def video_signature(signature: str, encode: EncodeConfig) -> str:
+    """A video's record names the encoder settings besides the model's: other settings make another file."""
+    parts = (encode.codec, encode.crf, encode.pix_fmt)
+    return f"{signature};encode=" + "/".join("auto" if p is None else str(p) for p in parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -81,6 +82,7 @@ def run_video(
     *,
     overwrite: bool = False,
     progress: Progress | bool | None = None,
+    lock: bool = True,
 ) -> VideoSummary:
     """Deblur every frame of ``src`` into ``dst`` (see :mod:`deblurtool.pipeline` for the guarantees).
 
@@ -88,7 +90,8 @@ def run_video(
     output (before any work). A damaged input is not an exception here: every frame that could be decoded is
     written and ``VideoSummary.damage`` says what happened (the command turns it into exit code 1). On any
     exception (Ctrl-C included) nothing is left behind: no temporary file, no folder this call created.
-    ``progress`` hears of notes and of each frame done (None: notes are logged).
+    ``progress`` hears of notes and of each frame done (None: notes are logged). ``lock`` False: the caller
+    already holds the output's lock (a Ray driver, for the worker that runs this).
     """
     report = as_progress(progress)
     check_video_paths(src, dst, overwrite)
@@ -98,7 +101,7 @@ def run_video(
     created: list[Path] = []
     try:
         created = make_folders(dst.parent, for_path=dst)
-        with output_lock(dst):  # a second job into the same output is refused, not raced
+        with output_lock(dst) if lock else contextlib.nullcontext(dst):  # a second job is refused, not raced
             check_video_paths(src, dst, overwrite)  # again: the job that held the lock may have made it
             remove_stale_temps(dst)
             with atomic_write(dst) as tmp:
@@ -144,14 +147,16 @@ def _encode_all(reader: VideoReader, writer: VideoWriter, model: ArrayModel, rep
     with report.items(reader.info.path.name, reader.info.frames_total) as advance:
         for item in reader.items():
             if isinstance(item, DecodedFrame):
-                writer.put_frame(_deblur_frame(model, item, reader.info), item.pts)
+                writer.put_frame(deblur_frame(model, item, reader.info), item.pts)
                 advance()
             else:
                 writer.put_packet(item)
     writer.finish()
 
 
-def _deblur_frame(model: ArrayModel, frame: DecodedFrame, info: VideoInfo) -> np.ndarray:
+def deblur_frame(model: ArrayModel, frame: DecodedFrame, info: VideoInfo) -> np.ndarray:
+    """``model`` on one decoded frame of the video ``info`` describes: its output checked (size, type) and
+    a broken model's error naming the frame."""
     height, width = frame.rgb.shape[:2]
     if (width, height) != (info.width, info.height):
         raise InputError(
