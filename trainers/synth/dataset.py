@@ -135,7 +135,7 @@ _video_cache: dict[str, dict[int, np.ndarray]] = {}
 def read_image_rgb(path: str | Path) -> np.ndarray:
     """HxWx3 uint8 RGB (grey is replicated, alpha dropped); InputError naming the file if unreadable.
 
-    The one image reader of the project: any path encoding works (``cv2.imread`` fails on non-ASCII paths)."""
+    A name for synth's callers over the project's one image reader, ``media.image_io.read_rgb_u8``."""
     return read_rgb_u8(Path(path))
 
 
