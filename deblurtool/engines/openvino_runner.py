@@ -15,6 +15,7 @@ fp32 (``inference.Deblurrer``), so the input image is never rounded. Two cache l
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.resources
@@ -101,12 +102,17 @@ def _ir_bytes(model: Any) -> dict[str, bytes]:
 
 def _prune_compiled(keep: int) -> None:
     """Delete all but the ``keep`` most recently used compiled entries (reading one touches it)."""
-    entries = sorted(cache_dir().glob("compiled-*"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for path in entries[keep:]:
+
+    def used(path: Path) -> float:
         try:
+            return path.stat().st_mtime
+        except OSError:  # another process pruned it first
+            return 0.0
+
+    entries = sorted(cache_dir().glob("compiled-*"), key=used, reverse=True)
+    for path in entries[keep:]:
+        with contextlib.suppress(OSError):
             path.unlink()
-        except OSError:
-            pass
 
 
 class OpenVinoRunner:
