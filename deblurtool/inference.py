@@ -184,7 +184,7 @@ class Deblurrer:
             from deblurtool.engines.openvino_runner import OpenVinoRunner
 
             runner = OpenVinoRunner(
-                self._body if self._body is not None else self.model,
+                self.body,
                 precision=self.precision,
                 compute_bf16=resolve_precision("auto", self.device) == torch.bfloat16,
                 identity={"weights": self.weights_digest, "fused": str(self.fused)},
@@ -206,6 +206,17 @@ class Deblurrer:
         self.notes += precision_notes(self.dtype, self.device, runtime.precision)
         self._set_model(self.model)
 
+    @property
+    def body(self) -> nn.Module:
+        """The PyTorch module the engine runs: the generator's body (residual branch), or a plain model."""
+        return self._body if self._body is not None else self.model
+
+    def use_body(self, run: Callable[[torch.Tensor], torch.Tensor], *, engine: str, precision: str) -> None:
+        """Run the body through ``run`` (``N x 3 x h x w`` float32 CPU in, the body's output in float32 out)
+        instead: for measuring other engines (``bench --engine all``) with everything else as users run it
+        (tiling, stitching, the residual and clamp in fp32). ``engine``/``precision`` name it."""
+        self._runner, self.engine, self.precision = run, engine, precision
+
     def _check_engine(self) -> None:
         """The engine's output on a real crop must match PyTorch fp32's (``ENGINE_CHECK_MIN_PSNR``)."""
         from deblurtool.engines.openvino_runner import calibration_batches
@@ -213,7 +224,7 @@ class Deblurrer:
 
         x = torch.from_numpy(calibration_batches()[0][:, :, 96:160, 96:160].copy())
         with torch.inference_mode():  # the PyTorch model is held in fp32 under OpenVINO
-            want = self._finish(x, (self._body if self._body is not None else self.model)(x).float())
+            want = self._finish(x, self.body(x).float())
             got = self._finish(x, self._run_body(x))
         score = psnr(got, want, data_range=2.0)
         if not score >= ENGINE_CHECK_MIN_PSNR:
@@ -280,7 +291,7 @@ class Deblurrer:
         if self._runner is not None:
             return self._runner(x_pm1)
         x_run = x_pm1.to(self.dtype, memory_format=torch.channels_last)
-        return (self._body if self._body is not None else self.model)(x_run).float()
+        return self.body(x_run).float()
 
     def _finish(self, x_pm1: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Generator: input + residual, clamped, in float32; a plain model's output as it is."""

@@ -31,6 +31,13 @@ from deblurtool.scale.driver import LogJobProgress
 
 W, H = 64, 48
 
+# Compiled OpenVINO models of the test nets go to one cache folder for the whole session (subprocesses of the
+# CLI inherit it): never the user's ~/.cache, and each tiny net is converted once per session, not per test.
+if "DEBLURTOOL_CACHE" not in os.environ or not os.environ.get("DEBLURTOOL_TEST_KEEP_CACHE"):
+    import tempfile
+
+    os.environ["DEBLURTOOL_CACHE"] = tempfile.mkdtemp(prefix="deblurtool-test-cache-")
+
 
 def smooth_rgb(index: int, *, height: int = H, width: int = W, dtype: type = np.uint8) -> np.ndarray:
     """A smooth, moving colour gradient (HxWx3): survives 4:2:0 chroma subsampling nearly exactly, so a
