@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, random_generator
 from typer.testing import CliRunner
 
-from conftest import TINY, random_generator
 from deblurtool.config import EncodeConfig, RuntimeConfig, TileConfig
 from deblurtool.engines import cache as cache_mod
 from deblurtool.engines import openvino_runner
