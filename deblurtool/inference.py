@@ -148,7 +148,12 @@ class Deblurrer:
     ) -> None:
         runtime = runtime or RuntimeConfig()
         self.device = resolve_device(runtime.device)
-        choice = resolve_engine(runtime.engine, runtime.precision, self.device)
+        # auto picks OpenVINO only for the generator it was measured and checked on; any other module (a
+        # user's own, a test's fake) runs where it was written, unless an engine is named.
+        engine = (
+            runtime.engine if isinstance(model, ResnetGenerator) else runtime.engine.replace("auto", "torch")
+        )
+        choice = resolve_engine(engine, runtime.precision, self.device)
         self.engine, self.precision, self.dtype = choice.engine, choice.precision, choice.dtype
         self.notes: list[str] = list(choice.notes)
         if self.engine == "torch":

@@ -35,6 +35,7 @@ from deblurtool.pairs import Pair
 WHOLE = TileConfig(tile_size=0, tile_overlap=0, batch_size=1)
 TILED = TileConfig(tile_size=256, tile_overlap=32, batch_size=1)
 ArrayFn = Callable[[np.ndarray], np.ndarray]
+BENCH_ENGINES = ("torch", "torch.compile", "openvino", "onnxruntime", "all")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def engine_variants(engines: str = "all") -> tuple[list[EngineVariant], list[str
     """The variants installed here (``engines``: all, or engine names joined by commas), and notes on those
     skipped."""
     bf16 = devices.cpu_has_native_bf16()
-    want = ["torch", "torch.compile", "openvino", "onnxruntime"] if engines == "all" else engines.split(",")
+    want = list(BENCH_ENGINES[:-1]) if engines == "all" else engines.split(",")
     out: list[EngineVariant] = []
     notes: list[str] = []
     if "torch" in want:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deblurtool import devices
-from deblurtool.bench.engines import Fp32Reference, run_engines
+from deblurtool.bench.engines import BENCH_ENGINES, Fp32Reference, run_engines
 from deblurtool.bench.quality import run_quality
 from deblurtool.bench.report import check_writable, system_info, write_json
 from deblurtool.bench.speed import run_speed
@@ -56,12 +56,14 @@ class BenchConfig:
     engine: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.engine not in ("all", *ENGINES):
-            raise DeblurError(f"--engine must be all or one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.engine == "all" and (
-            self.resize or self.save_examples is not None or self.precision != "auto"
-        ):
-            raise DeblurError("--engine all measures every engine and precision at full resolution")
+        names = self.engine.split(",")
+        if self.engine not in ENGINES and not set(names) <= set(BENCH_ENGINES):
+            raise DeblurError(
+                f"--engine must be {', '.join(ENGINES)}, all, or a list of {','.join(BENCH_ENGINES[:-1])}; "
+                f"got {self.engine!r}"
+            )
+        if self.engine not in ENGINES and (self.resize or self.save_examples or self.precision != "auto"):
+            raise DeblurError(f"--engine {self.engine} measures every precision, at full resolution")
         if not self.metrics and (self.data is not None or self.resize or self.save_examples is not None):
             raise DeblurError("--data, --resize and --save-examples belong to quality: add --metrics")
         if not self.speed and not self.metrics:
@@ -119,7 +121,8 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = log.info) -> dic
     ``quality``), also written to ``config.json_out`` if given. ``say`` hears one line per step ("timing
     ...", "scored ...") and notes as they come."""
     check_writable(config.json_out, overwrite=config.overwrite)
-    engine = "auto" if config.engine == "all" else config.engine
+    table = config.engine not in ENGINES  # all, or a list: the engines table alone
+    engine = "auto" if table else config.engine
     runtime = RuntimeConfig(config.device, config.precision, engine)  # validates the spellings
     dev = devices.resolve_device(runtime.device)
     choice = devices.resolve_engine(runtime.engine, runtime.precision, dev)
@@ -130,16 +133,16 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = log.info) -> dic
     report: dict[str, Any] = {"system": system_info(dev), "weights": weights_info}
     if weights_info.get("note"):
         say(f"note: {weights_info['note']}")
-    if config.engine == "all" or (config.speed and choice.engine != "torch"):
-        # Every engine (all), or the chosen one beside PyTorch eager, as users run them.
+    if table or (config.speed and choice.engine != "torch"):
+        # The engines asked for, or the chosen one beside PyTorch eager, as users run them.
         root = config.data if config.data is not None else SAMPLES_DIR
-        pairs = find_pairs(root) if config.metrics and config.engine == "all" else None
-        which = "all" if config.engine == "all" else f"torch,{choice.engine}"
+        pairs = find_pairs(root) if config.metrics and table else None
+        which = config.engine if table else f"torch,{choice.engine}"
         report["engines"] = run_engines(
             model, engines=which, resolution=(width, height), runs=config.runs, speed=config.speed,
             pairs=pairs, say=say,
         )  # fmt: skip
-        if config.engine == "all" or not config.metrics:
+        if table or not config.metrics:
             if config.json_out is not None:
                 write_json(config.json_out, report, overwrite=config.overwrite)
             return report

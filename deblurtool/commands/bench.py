@@ -58,7 +58,8 @@ EngineOpt = Annotated[
         "PyTorch eager; --metrics adds its PSNR against PyTorch fp32), or all: every engine installed here "
         "(PyTorch eager fp32/bf16, torch.compile, OpenVINO fp32/bf16/int8, ONNX Runtime fp32/int8 with "
         'pip install "deblurtool\\[bench-engines]") side by side, whole frame and 256/32 tiles; with '
-        "--metrics also PSNR against PyTorch fp32 and the sharp frames of --data.",
+        "--metrics also PSNR against PyTorch fp32 and the sharp frames of --data. A list such as "
+        "torch,openvino picks among torch, torch.compile, openvino and onnxruntime.",
     ),
 ]
 Resolution = Annotated[str, typer.Option("--resolution", help="Frame size WIDTHxHEIGHT timed for speed.")]
