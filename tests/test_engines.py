@@ -78,6 +78,8 @@ def test_openvino_agrees_with_pytorch_fp32_whole_and_tiled_on_odd_sizes(
 ) -> None:
     if precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         pytest.skip("no bf16 on this CPU")
+    if precision == "int8":
+        pytest.importorskip("nncf", reason='int8 needs NNCF: pip install -e ".[int8]"')
     for img, tile in ((_image(37, 53), None), (_image(45, 70, seed=1), ODD_TILES), (_image(5, 3), None)):
         want, _ = _run(net, "torch", "fp32", img, tile)
         got, d = _run(net, "openvino", precision, img, tile)
