@@ -22,6 +22,7 @@ import functools
 import hashlib
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -186,6 +187,7 @@ class Deblurrer:
         """Build the OpenVINO runner and check it; with engine ``auto`` fall back to PyTorch if either fails
         (int8 has no PyTorch path: then, as with ``--engine openvino``, a one-line error)."""
         try:
+            from deblurtool.engines.cache import cache_dir
             from deblurtool.engines.openvino_runner import OpenVinoRunner
 
             runner = OpenVinoRunner(
@@ -197,7 +199,15 @@ class Deblurrer:
                 warn=self._warn,
             )
             self._runner = runner
+            started = time.perf_counter()
             self._check_engine()
+            if runner.conversions:
+                took = time.perf_counter() - started
+                self.notes.append(
+                    f"OpenVINO {self.precision} model built from the weights in {took:.0f} s and cached in "
+                    f"{cache_dir()} (once per weights file and precision; each new frame or tile size compiles "
+                    "once, in about a second)"
+                )
         except Exception as e:
             self._runner = None
             if runtime.engine != "auto" or self.precision == "int8":

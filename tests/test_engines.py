@@ -121,6 +121,7 @@ def test_second_deblurrer_reuses_the_cache(
     assert np.array_equal(first, second)
     names = sorted(p.name.split("-")[0] for p in own_cache.iterdir())
     assert names.count("model") == 1 and names.count("compiled") == 2  # the check's crop and the frame
+    assert any("model built from the weights" in n for n in d1.notes) and d2.notes == []
     # Another precision or weights is another entry, never this one.
     _run(net, "openvino", "bf16", img, None)
     _run(random_generator(TINY, seed=4), "openvino", "fp32", img, None)
@@ -145,6 +146,7 @@ def test_a_corrupt_cache_entry_is_rebuilt_and_warned_about(
     got, d = _run(net, "openvino", "fp32", img, None)
     assert np.array_equal(got, want) and len(conversions) == 2
     warnings = [n for n in d.notes if "corrupt" in n and "rebuilding" in n]
+    assert any("model built from the weights" in n for n in d.notes)
     assert len(warnings) == 3, d.notes  # the model and both compiled shapes
     again, d3 = _run(net, "openvino", "fp32", img, None)  # rebuilt entries are trusted again
     assert np.array_equal(again, want) and len(conversions) == 2 and d3.notes == []
