@@ -205,8 +205,8 @@ class Deblurrer:
                 took = time.perf_counter() - started
                 self.notes.append(
                     f"OpenVINO {self.precision} model built from the weights in {took:.0f} s and cached in "
-                    f"{cache_dir()} (once per weights file and precision; each new frame or tile size compiles "
-                    "once, in about a second)"
+                    f"{cache_dir()} (once per weights file and precision; each new frame or tile size "
+                    "compiles once, in about a second)"
                 )
         except Exception as e:
             self._runner = None
