@@ -59,8 +59,9 @@ def engine_variants(engines: str = "all") -> tuple[list[EngineVariant], list[str
     notes: list[str] = []
     if "torch" in want:
         out += [EngineVariant("torch", "fp32"), *([EngineVariant("torch", "bf16")] if bf16 else [])]
-    if "torch.compile" in want:
-        out.append(EngineVariant("torch.compile", "bf16" if bf16 else "fp32"))
+    if "torch.compile" in want:  # at the precision auto picks for PyTorch here (bf16 only if faster)
+        auto = devices.resolve_precision("auto", torch.device("cpu"))
+        out.append(EngineVariant("torch.compile", devices.precision_name(auto)))
     if "openvino" in want:
         if devices.module_available("openvino"):
             out += [EngineVariant("openvino", p) for p in ("fp32", *(["bf16"] if bf16 else []))]
