@@ -17,8 +17,9 @@ HELP = "\n\n".join(
     [
         "Deblur motion-blurred videos and images with a DeblurGAN-style generator.",
         "Frames are cut into overlapping 256x256 tiles (or run whole where that is faster), run through the "
-        "generator in half precision (fp16 on a GPU, bf16 on a CPU that has it and runs it faster) and "
-        "stitched back with feathered seams; videos keep their audio, timing and size.",
+        "generator in half precision (fp16 on a GPU, bf16 on a CPU that has it and runs it faster; on a CPU "
+        "through OpenVINO where it is installed, int8 on request) and stitched back with feathered seams; "
+        "videos keep their audio, timing and size.",
         "Start with: deblurtool video IN.mp4 OUT.mp4, or deblurtool folder IN_DIR OUT_DIR. "
         "Each command's --help explains its options.",
         "Exit codes: 0 all done; 1 some inputs failed (the rest were done); 2 usage or unusable input; "
@@ -101,7 +102,7 @@ def reflow(doc: str | None) -> str | None:
 
 def _register() -> None:
     # Each command lives in its own module; training code is imported only inside `train`.
-    from deblurtool.commands import bench, folder, synth, train, video
+    from deblurtool.commands import bench, cache, folder, synth, train, video
 
     for name, fn in (
         ("video", video.video),
@@ -109,6 +110,7 @@ def _register() -> None:
         ("train", train.train),
         ("bench", bench.bench),
         ("synth", synth.synth),
+        ("cache", cache.cache),
     ):
         app.command(name, help=reflow(fn.__doc__), cls=_Command)(fn)
 

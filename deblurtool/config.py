@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from deblurtool.errors import DeblurError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+# auto: OpenVINO on a CPU where it is installed and passes its check, else PyTorch; the GPU path is PyTorch.
+ENGINES = ("auto", "torch", "openvino")
 
 
 @dataclass(frozen=True)
@@ -38,19 +40,31 @@ class TileConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """Where and in which number format the model runs: ``device`` auto|cpu|cuda|cuda:N, ``precision``
-    auto|fp32|bf16|fp16 (auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32)."""
+    """Where, in which number format and by which engine the model runs: ``device`` auto|cpu|cuda|cuda:N,
+    ``precision`` auto|fp32|bf16|fp16|int8 (auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32;
+    int8 only on a CPU, through OpenVINO), ``engine`` auto|torch|openvino (auto: OpenVINO on a CPU where it
+    is installed and passes its check, else PyTorch; always PyTorch on CUDA)."""
 
     device: str = "auto"
     precision: str = "auto"
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise DeblurError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.engine not in ENGINES:
+            raise DeblurError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         d = self.device
         ok = d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())
         if not ok:
             raise DeblurError(f"--device must be auto, cpu, cuda or cuda:N, got {d!r}")
+        if d.startswith("cuda") and (self.engine == "openvino" or self.precision == "int8"):
+            raise DeblurError(
+                "--engine openvino and --precision int8 run on the CPU; the GPU path is PyTorch (fp16): "
+                "use --device cpu"
+            )
+        if self.engine == "torch" and self.precision == "int8":
+            raise DeblurError("--precision int8 runs on OpenVINO: use --engine auto or --engine openvino")
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,23 @@ that bf16 convolutions actually beat fp32 here, else fp32. The probe exists beca
 on an AMD EPYC (AVX512_BF16) bf16 ran the generator 2.4x faster than fp32, while on an Intel Xeon with
 AVX512_BF16 but no AMX it ran 1.6x slower (measured on the project's machines, 1 thread, CPU time).
 fp16 on a CPU is allowed when asked for, with a warning: emulated there, measured ~3000x slower than bf16.
+
+Engine ``auto`` (:func:`resolve_engine`): PyTorch on CUDA (the GPU path is PyTorch fp16); on a CPU OpenVINO
+where it is installed (the Deblurrer then checks its output against PyTorch fp32 and falls back to PyTorch
+with a note if it fails), else PyTorch. OpenVINO ran the generator 2-3x faster than PyTorch's eager bf16 on
+the project's CPUs (README, "CPU engines"). Precision int8 exists only on OpenVINO (NNCF quantisation).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -215,3 +222,86 @@ def default_tile_config(device: torch.device, frame_hw: tuple[int, int] | None =
     if frame_hw is not None and frame_hw[0] * frame_hw[1] > cpu_whole_frame_max_pixels():
         return CPU_TILES
     return CPU_WHOLE_FRAME
+
+
+# -- engines -------------------------------------------------------------------------------------------------
+
+INSTALL_OPENVINO = 'pip install "openvino>=2025.1" (a dependency of deblurtool: reinstall it)'
+INSTALL_NNCF = 'pip install "deblurtool[int8]" (NNCF, used once per model to quantise it)'
+
+
+def module_available(name: str) -> bool:
+    """Whether ``name`` imports here (a real import: a broken install counts as missing)."""
+    try:
+        importlib.import_module(name)
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """What runs: ``engine`` torch|openvino, ``precision`` fp32|bf16|fp16|int8, ``dtype`` the torch dtype the
+    PyTorch model is held in (float32 under OpenVINO: the source of its conversion and its check), and
+    ``notes`` saying why ``auto`` chose as it did where that is not obvious."""
+
+    engine: str
+    precision: str
+    dtype: torch.dtype
+    notes: tuple[str, ...] = ()
+
+
+def resolve_engine(engine: str, precision: str, device: torch.device) -> EngineChoice:
+    """``engine`` auto|torch|openvino and ``precision`` (RuntimeConfig's spellings) -> what runs on
+    ``device``.
+
+    auto: PyTorch on CUDA; on a CPU OpenVINO if it imports, else PyTorch with a note. Precision auto follows
+    :func:`resolve_precision` for either engine (bf16 where native and measured faster, else fp32); int8 is
+    OpenVINO's (needs NNCF); fp16 on a CPU stays with PyTorch (auto) or is refused (openvino). Errors are
+    one line saying what to install or change.
+    """
+    if device.type != "cpu" or engine == "torch":
+        if precision == "int8":
+            raise DeblurError(
+                "--precision int8 runs on OpenVINO on a CPU: use --device cpu and --engine auto"
+            )
+        if engine == "openvino":
+            raise DeblurError("--engine openvino runs on the CPU; the GPU path is PyTorch: use --device cpu")
+        dtype = resolve_precision(precision, device)
+        return EngineChoice("torch", precision_name(dtype), dtype)
+    has_ov = module_available("openvino")
+    if engine == "auto" and precision == "fp16":
+        return EngineChoice("torch", "fp16", torch.float16, ("engine auto chose torch: fp16 is PyTorch's",))
+    if not has_ov:
+        if engine == "openvino" or precision == "int8":
+            asked = "--engine openvino" if engine == "openvino" else "--precision int8"
+            raise DeblurError(f"{asked} needs OpenVINO, which is not installed: {INSTALL_OPENVINO}")
+        dtype = resolve_precision(precision, device)
+        note = f"OpenVINO is not installed: running PyTorch (engine torch); {INSTALL_OPENVINO}"
+        return EngineChoice("torch", precision_name(dtype), dtype, (note,))
+    if precision == "fp16":
+        raise DeblurError("--precision fp16 is not an OpenVINO CPU precision: use auto, fp32, bf16 or int8")
+    if precision == "int8":
+        if not module_available("nncf"):
+            raise DeblurError(f"--precision int8 needs NNCF, which is not installed: {INSTALL_NNCF}")
+        return EngineChoice("openvino", "int8", torch.float32)
+    return EngineChoice("openvino", precision_name(resolve_precision(precision, device)), torch.float32)
+
+
+@functools.cache
+def cpu_identity() -> str:
+    """A short name for this CPU's kind (architecture, model name, flags): kernels compiled for one CPU are
+    cached under it, so a cache folder shared between machines (a home on NFS) never runs another's."""
+    import hashlib
+
+    model = ""
+    try:
+        for line in _CPUINFO.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.partition(":")[0].strip() == "model name":
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    flags = " ".join(sorted(_cpuinfo_flags() or ()))
+    text = f"{platform.machine()}|{model or platform.processor()}|{flags}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -7,6 +7,12 @@ channels_last, ``torch.inference_mode``) -> feathered stitch in float32. Out of 
 For a ``ResnetGenerator`` the network body runs in the run dtype while the global residual (input + body)
 and the clamp stay in float32: the input image is never rounded to bf16/fp16 (bf16 keeps 8 mantissa bits,
 half an 8-bit level near 1.0 and useless for 16-bit images), only the small correction the body adds is.
+
+Engines (``RuntimeConfig.engine``, resolved by ``devices.resolve_engine``): ``torch`` runs the body eagerly as
+above; ``openvino`` (CPU) runs the same BN-folded body converted to OpenVINO (fp32, bf16 or int8), compiled
+per input shape and cached (``deblurtool.engines``), with the residual and clamp still in torch fp32. Before
+it is used, its output on a real crop is checked against PyTorch fp32 (``ENGINE_CHECK_MIN_PSNR``); with
+engine ``auto`` an OpenVINO that fails to load or to pass falls back to PyTorch with a note.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import functools
 import hashlib
 import itertools
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,19 +33,23 @@ from torch import nn
 
 from deblurtool.config import RuntimeConfig, TileConfig
 from deblurtool.devices import (
+    EngineChoice,
     default_tile_config,
-    precision_name,
     precision_notes,
     resolve_device,
+    resolve_engine,
     resolve_precision,
 )
-from deblurtool.errors import DeblurError, InputError, ModelOutputError
+from deblurtool.errors import DeblurError, InputError, ModelOutputError, one_line
 from deblurtool.models.generator import ResnetGenerator
 from deblurtool.tiling import TilePlan, cut_tiles, plan_tiles, stitch_tiles
 
 log = logging.getLogger(__name__)
 
 MIN_TILE_SIZE = 64  # below this the generator sees too little context (receptive field ~ 100 px)
+# An engine's output on a real 64x64 crop must be at least this close to PyTorch fp32's (PSNR in dB on the
+# [-1, 1] scale): bf16 and int8 of the shipped model measured 50-60 dB, a broken conversion scores below 20.
+ENGINE_CHECK_MIN_PSNR = 35.0
 
 
 def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -104,11 +116,11 @@ def _is_oom(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and ("out of memory" in text or "not enough memory" in text)
 
 
-def _finite(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _finite(y: torch.Tensor, precision: str) -> torch.Tensor:
     """``y`` itself, or :class:`ModelOutputError` if it holds NaN or infinity: clamped and cast to integers,
     such values become a black (or garbage) frame that nobody would notice until they watched it."""
     if not bool(torch.isfinite(y).all()):
-        hint = "" if dtype == torch.float32 else " or overflow in this precision (try --precision fp32)"
+        hint = "" if precision == "fp32" else " or overflow in this precision (try --precision fp32)"
         raise ModelOutputError(
             f"the model returned non-finite values (NaN or infinity): damaged weights{hint}"
         )
@@ -137,19 +149,104 @@ class Deblurrer:
     ) -> None:
         runtime = runtime or RuntimeConfig()
         self.device = resolve_device(runtime.device)
-        self.dtype = resolve_precision(runtime.precision, self.device)
-        self.notes: list[str] = precision_notes(self.dtype, self.device, runtime.precision)
+        # auto picks OpenVINO only for the generator it was measured and checked on; any other module (a
+        # user's own, a test's fake) runs where it was written, unless an engine is named.
+        engine = (
+            runtime.engine if isinstance(model, ResnetGenerator) else runtime.engine.replace("auto", "torch")
+        )
+        choice = resolve_engine(engine, runtime.precision, self.device)
+        self.engine, self.precision, self.dtype = choice.engine, choice.precision, choice.dtype
+        self.notes: list[str] = list(choice.notes)
+        if self.engine == "torch":
+            self.notes += precision_notes(self.dtype, self.device, runtime.precision)
         self.weights_path = weights_path
+        self.fused = fuse
         self.auto_tile = tile is None
         self._asked_tile = tile
         self._backed_off = False  # after an out-of-memory back-off, self.tile stays as backed off
         self.tile: TileConfig = tile or default_tile_config(self.device, None)
         net = fold_batchnorm(model) if fuse else copy.deepcopy(model).eval()
         net.requires_grad_(False)
+        self._set_model(net)
+        self._runner: Callable[[torch.Tensor], torch.Tensor] | None = None
+        if self.engine == "openvino":
+            self._start_openvino(runtime)
+
+    def _set_model(self, net: nn.Module) -> None:
         net = net.to(device=self.device, dtype=self.dtype).to(memory_format=torch.channels_last)
         self.model = net
         # Generator: run only the body in the run dtype, keep input + residual in float32 (module docstring).
         self._body: nn.Module | None = net.model if isinstance(net, ResnetGenerator) else None
+
+    def _warn(self, text: str) -> None:
+        log.warning(text)
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def _start_openvino(self, runtime: RuntimeConfig) -> None:
+        """Build the OpenVINO runner and check it; with engine ``auto`` fall back to PyTorch if either fails
+        (int8 has no PyTorch path: then, as with ``--engine openvino``, a one-line error)."""
+        try:
+            from deblurtool.engines.cache import cache_dir
+            from deblurtool.engines.openvino_runner import OpenVinoRunner
+
+            runner = OpenVinoRunner(
+                self.body,
+                precision=self.precision,
+                compute_bf16=resolve_precision("auto", self.device) == torch.bfloat16,
+                identity={"weights": self.weights_digest, "fused": str(self.fused)},
+                threads=torch.get_num_threads(),
+                warn=self._warn,
+            )
+            self._runner = runner
+            started = time.perf_counter()
+            self._check_engine()
+            if runner.conversions:
+                took = time.perf_counter() - started
+                self.notes.append(
+                    f"OpenVINO {self.precision} model built from the weights in {took:.0f} s and cached in "
+                    f"{cache_dir()} (once per weights file and precision; each new frame or tile size "
+                    "compiles once, in about a second)"
+                )
+        except Exception as e:
+            self._runner = None
+            if runtime.engine != "auto" or self.precision == "int8":
+                raise DeblurError(f"--engine openvino, precision {self.precision}: {one_line(e)}") from e
+            fallback = resolve_engine("torch", runtime.precision, self.device)
+            self.notes.append(f"OpenVINO could not be used ({one_line(e)}); running PyTorch (engine torch)")
+            self._fall_back(fallback, runtime)
+
+    def _fall_back(self, choice: EngineChoice, runtime: RuntimeConfig) -> None:
+        self.engine, self.precision, self.dtype = choice.engine, choice.precision, choice.dtype
+        self.notes += precision_notes(self.dtype, self.device, runtime.precision)
+        self._set_model(self.model)
+
+    @property
+    def body(self) -> nn.Module:
+        """The PyTorch module the engine runs: the generator's body (residual branch), or a plain model."""
+        return self._body if self._body is not None else self.model
+
+    def use_body(self, run: Callable[[torch.Tensor], torch.Tensor], *, engine: str, precision: str) -> None:
+        """Run the body through ``run`` (``N x 3 x h x w`` float32 CPU in, the body's output in float32 out)
+        instead: for measuring other engines (``bench --engine all``) with everything else as users run it
+        (tiling, stitching, the residual and clamp in fp32). ``engine``/``precision`` name it."""
+        self._runner, self.engine, self.precision = run, engine, precision
+
+    def _check_engine(self) -> None:
+        """The engine's output on a real crop must match PyTorch fp32's (``ENGINE_CHECK_MIN_PSNR``)."""
+        from deblurtool.engines.openvino_runner import calibration_batches
+        from deblurtool.metrics import psnr
+
+        x = torch.from_numpy(calibration_batches()[0][:, :, 96:160, 96:160].copy())
+        with torch.inference_mode():  # the PyTorch model is held in fp32 under OpenVINO
+            want = self._finish(x, self.body(x).float())
+            got = self._finish(x, self._run_body(x))
+        score = psnr(got, want, data_range=2.0)
+        if not score >= ENGINE_CHECK_MIN_PSNR:
+            raise DeblurError(
+                f"its output is {score:.1f} dB from PyTorch fp32's on a real crop, "
+                f"below the {ENGINE_CHECK_MIN_PSNR:.0f} dB required"
+            )
 
     @classmethod
     def from_weights(
@@ -182,17 +279,18 @@ class Deblurrer:
 
     def signature_fields(self) -> dict[str, str]:
         """The settings that make the output what it is, by name: the weights' content, the precision, the
-        tiling asked for (``auto``: the device's default per frame size) and the device kind (CUDA and CPU
-        kernels round differently). Out-of-memory back-offs do not count: they keep the asked settings'
-        results within rounding."""
+        tiling asked for (``auto``: the device's default per frame size), the device kind (CUDA and CPU
+        kernels round differently) and the engine. Out-of-memory back-offs do not count: they keep the asked
+        settings' results within rounding."""
         t = self._asked_tile
         return {
             "weights": self.weights_digest[:16]
             if self.weights_path is not None
             else self.weights_digest[:20],
-            "precision": precision_name(self.dtype),
+            "precision": self.precision,
             "tile": "auto" if t is None else f"{t.tile_size}/{t.tile_overlap}",
             "device": self.device.type,
+            "engine": self.engine,
         }
 
     @property
@@ -203,12 +301,21 @@ class Deblurrer:
 
     # -- per-frame core -------------------------------------------------------------------------------------
 
-    def _run_batch(self, x_pm1: torch.Tensor) -> torch.Tensor:
-        """``N x 3 x h x w`` float32 on device -> same, through the model in the run dtype."""
+    def _run_body(self, x_pm1: torch.Tensor) -> torch.Tensor:
+        """The body's output (the generator's residual; a plain model's whole output) in float32."""
+        if self._runner is not None:
+            return self._runner(x_pm1)
         x_run = x_pm1.to(self.dtype, memory_format=torch.channels_last)
-        if self._body is not None:
-            return torch.clamp(x_pm1 + _finite(self._body(x_run).float(), self.dtype), -1.0, 1.0)
-        return _finite(self.model(x_run).float(), self.dtype)
+        return self.body(x_run).float()
+
+    def _finish(self, x_pm1: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Generator: input + residual, clamped, in float32; a plain model's output as it is."""
+        y = _finite(y, self.precision)
+        return torch.clamp(x_pm1 + y, -1.0, 1.0) if self._body is not None else y
+
+    def _run_batch(self, x_pm1: torch.Tensor) -> torch.Tensor:
+        """``N x 3 x h x w`` float32 on device -> same, through the model in the run dtype and engine."""
+        return self._finish(x_pm1, self._run_body(x_pm1))
 
     def _tile_for(self, height: int, width: int) -> TileConfig:
         if self.auto_tile and not self._backed_off:
@@ -234,7 +341,7 @@ class Deblurrer:
             if size >= edge:
                 raise DeblurError(
                     f"out of memory on {self.device} even with batch size 1 and {edge}-pixel tiles "
-                    f"(precision {precision_name(self.dtype)}; {reason}); "
+                    f"(precision {self.precision}; {reason}); "
                     "free GPU memory or use --device cpu"
                 )
             overlap = tile.tile_overlap * size // edge if tile.tile_size else size // 8

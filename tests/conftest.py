@@ -4,12 +4,15 @@ nothing downloaded)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import importlib.util
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +33,12 @@ from deblurtool.models.weights import ENV_WEIGHTS, save_generator
 from deblurtool.scale.driver import LogJobProgress
 
 W, H = 64, 48
+
+# Compiled OpenVINO models of the test nets go to one cache folder for the whole session (subprocesses of the
+# CLI inherit it): never the user's ~/.cache, and each tiny net is converted once per session, not per test.
+_TEST_CACHE = tempfile.mkdtemp(prefix="deblurtool-test-cache-")
+os.environ["DEBLURTOOL_CACHE"] = _TEST_CACHE
+atexit.register(shutil.rmtree, _TEST_CACHE, ignore_errors=True)
 
 
 def smooth_rgb(index: int, *, height: int = H, width: int = W, dtype: type = np.uint8) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -213,6 +214,8 @@ def test_speed_run_json(tmp_path: Path) -> None:
         "64x48",
         "--runs",
         "2",
+        "--engine",
+        "torch",  # the PyTorch variants table (other engines: test_bench_engines_* below)
         "--json",
         str(out),
     ]
@@ -245,7 +248,7 @@ def test_speed_counts_tiling_overlap_and_padding(tmp_path: Path) -> None:
     weights = _tiny_weights(tmp_path / "tiny.safetensors")
     out = tmp_path / "speed.json"
     args = ["--weights", str(weights), "--device", "cpu", "--precision", "fp32", "--resolution", "60x40",
-            "--runs", "1", "--quick", "--tile-size", "32", "--tile-overlap", "8",
+            "--runs", "1", "--quick", "--tile-size", "32", "--tile-overlap", "8", "--engine", "torch",
             "--json", str(out)]  # fmt: skip
     code, output = _invoke(args)
     assert code == 0, output
@@ -257,9 +260,9 @@ def test_speed_counts_tiling_overlap_and_padding(tmp_path: Path) -> None:
 
 def test_speed_without_shipped_weights_says_so(tmp_path: Path, no_default_weights: None) -> None:
     out = tmp_path / "speed.json"
-    code, output = _invoke(
-        ["--device", "cpu", "--resolution", "32x32", "--runs", "1", "--quick", "--json", str(out)]
-    )
+    args = ["--device", "cpu", "--resolution", "32x32", "--runs", "1", "--quick", "--engine", "torch",
+            "--json", str(out)]  # fmt: skip
+    code, output = _invoke(args)
     assert code == 0, output
     assert "freshly initialised" in output
     report = json.loads(out.read_text())
@@ -436,3 +439,42 @@ def test_metrics_on_a_video_clip_report_input_and_output_only(tmp_path: Path, vi
     code, output = _invoke(["--weights", str(weights), "--device", "cpu", "--metrics", "--no-speed",
                             "--data", str(spec.path), "--resize", "256"])  # fmt: skip
     assert code == 2 and "no sharp frames" in output
+
+
+def test_bench_engines_times_openvino_beside_pytorch(tmp_path: Path) -> None:
+    """The default engine on a CPU with OpenVINO: its rows beside PyTorch eager's, whole frame and tiles."""
+    weights = _tiny_weights(tmp_path / "tiny.safetensors")
+    out = tmp_path / "speed.json"
+    args = ["--weights", str(weights), "--device", "cpu", "--resolution", "40x24", "--runs", "1",
+            "--engine", "openvino", "--json", str(out)]  # fmt: skip
+    code, output = _invoke(args)
+    assert code == 0, output
+    rows = json.loads(out.read_text())["engines"]["rows"]
+    names = [r["name"] for r in rows]
+    assert names[0] == "torch fp32" and "openvino fp32" in names
+    assert ("openvino int8" in names) == (importlib.util.find_spec("nncf") is not None)
+    assert all(r["whole_ms"] > 0 and r["tiled_ms"] > 0 and "error" not in r for r in rows), rows
+    assert "CPU engines" in output and "openvino fp32" in output
+
+
+def test_bench_metrics_of_another_engine_are_scored_against_fp32(tmp_path: Path) -> None:
+    weights = _tiny_weights(tmp_path / "tiny.safetensors")
+    out = tmp_path / "q.json"
+    code, output = _invoke(["--weights", str(weights), "--device", "cpu", "--metrics", "--no-speed",
+                            "--data", str(CROPS), "--engine", "openvino", "--precision", "bf16",
+                            "--json", str(out)])  # fmt: skip
+    assert code == 0, output
+    q = json.loads(out.read_text())["quality"]
+    assert q["settings"]["engine"] == "openvino" and q["settings"]["precision"] == "bf16"
+    v = q["vs_fp32"]
+    assert v["name"] == "openvino bf16" and len(v["rows"]) == q["count"] and v["mean_psnr_vs_fp32"] > 40
+    for r, row in zip(v["rows"], q["rows"], strict=True):
+        assert r["model_psnr"] == row["model_psnr"] and abs(r["model_psnr"] - r["fp32_psnr"]) < 0.05
+    assert "against PyTorch fp32" in output
+
+
+def test_bench_engine_names_are_checked() -> None:
+    code, output = _invoke(["--engine", "tensorrt", "--device", "cpu"])
+    assert code == 2 and "--engine must be auto, torch, openvino, all, or a list of" in output
+    code, output = _invoke(["--engine", "all", "--precision", "bf16", "--device", "cpu"])
+    assert code == 2 and "measures every precision" in output

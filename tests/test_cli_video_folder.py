@@ -47,10 +47,12 @@ def test_video_command_round_trip(tmp_path: Path) -> None:
     dst = tmp_path / "out.mp4"
     result = _run(
         "video", spec.path, dst, "--no-progress", "--crf", "0", "--tile-size", "128", "--device", "cpu",
-        "--precision", "fp32",
+        "--precision", "fp32", "--engine", "torch",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "device cpu, precision fp32, tile_size 128, tile_overlap 32, batch_size 4" in result.output
+    assert "device cpu, engine torch, precision fp32, tile_size 128, tile_overlap 32, batch_size 4" in (
+        result.output
+    )
     assert "note: a note from the model" in result.output
     assert "6 frames" in result.output
     assert len(decode_video(dst)[1]) == 6

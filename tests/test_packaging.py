@@ -58,13 +58,25 @@ def test_every_imported_distribution_is_declared() -> None:
         for dep in [
             *PYPROJECT["project"]["dependencies"],
             *PYPROJECT["project"]["optional-dependencies"]["ray"],
+            *PYPROJECT["project"]["optional-dependencies"]["int8"],
+            *PYPROJECT["project"]["optional-dependencies"]["bench-engines"],
         ]
-    }  # (the ray extra: imported only with --ray, see test_scale_units)
+    }  # (extras: ray imported only with --ray, nncf only to quantise, onnxruntime only by bench)
     owners = importlib.metadata.packages_distributions()
     imported = _imported_top_modules()
     assert {"cv2", "PIL", "torch", "av"} <= imported
     missing = {m: owners.get(m) for m in imported if not {d.lower() for d in owners.get(m, [])} & declared}
     assert missing == {}
+
+
+def test_calibration_crops_are_package_data_and_small() -> None:
+    """The int8 calibration set: 8 real blurry 256x256 crops, none of them a check pair's frame, < 2 MB."""
+    from deblurtool.engines.openvino_runner import calibration_batches, calibration_files
+
+    files = calibration_files()
+    assert len(files) == 8 and sum(f.stat().st_size for f in files) < 2_000_000
+    assert all(b.shape == (1, 3, 256, 256) and b.min() >= -1 and b.max() <= 1 for b in calibration_batches())
+    assert not any("000001" in f.name or "sharp" in f.name for f in files)
 
 
 def test_shipped_weights_are_package_data() -> None:
@@ -90,6 +102,8 @@ def test_wheel_installs_into_a_fresh_venv_and_deblurs(tmp_path: Path) -> None:
         names = set(zf.namelist())
         metadata = zf.read(f"deblurtool-{deblurtool.__version__}.dist-info/METADATA").decode()
     assert {f"deblurtool/weights/{W.DEFAULT_WEIGHTS_NAME}", "deblurtool/weights/README.md"} <= names
+    crops = {n for n in names if n.startswith("deblurtool/engines/calibration/") and n.endswith(".png")}
+    assert len(crops) == 8 and "deblurtool/engines/calibration/README.md" in names
     assert f"deblurtool-{deblurtool.__version__}.dist-info/licenses/LICENSE" in names
     assert "Requires-Dist: pillow" in metadata and "License-Expression: MIT" in metadata
 

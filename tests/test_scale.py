@@ -119,7 +119,7 @@ def test_mixed_tree_matches_the_single_process_run(
     assert all("\n" not in why for _, why in failed)
     assert "1 damaged video packet(s) skipped" in failed[1][1]  # as without Ray, the same words
     assert any("damaged.mp4: chunks not usable" in line for line in report.notes)
-    assert said[0].startswith("model: device cpu, precision")
+    assert said[0].startswith("model: device cpu, engine openvino, precision")
     assert _files(one) == _files(many)
     for rel, kind in kinds.items():
         if kind == "image":

@@ -150,3 +150,76 @@ def quality_table(q: dict[str, Any]) -> Table:
         ssim_text = "-" if ref_ssim is None else f"{ref_ssim:.2f}"
         t.add_row(f"[dim]{mark}ref {label}[/]", "", "", f"{ref_psnr:.2f}", ssim_text, "")
     return t
+
+
+def engines_table(report: dict[str, Any]) -> Table:
+    """The engines side by side: ms per frame whole and tiled, and quality against fp32 and sharp frames."""
+    e, sysinfo = report["engines"], report["system"]
+    w, h = e["resolution"]
+    timed = any("whole_ms" in r for r in e["rows"])
+    scored = e["pairs"] > 0
+    title = f"CPU engines: {sysinfo['cpu_model']}, {e['threads']} threads"
+    if timed:
+        title += f"; {w}x{h} frame, median of {e['runs']} after a warm-up"
+    if scored:
+        title += f"; quality on {e['pairs']} real pair(s), whole frames"
+    t = Table(
+        title=title,
+        title_justify="left",
+        caption="whole: the frame in one piece; 256/32: 256-pixel tiles, overlap 32. first s: the first call "
+        "(pays conversion/compilation unless cached). vs fp32: PSNR of the output against PyTorch fp32's; "
+        "vs sharp: against the sharp frame; delta: that minus PyTorch fp32's",
+    )
+    t.add_column("engine precision")
+    cols = (["ms whole", "ms 256/32", "x torch bf16", "first s"] if timed else []) + (
+        ["vs fp32 dB", "vs sharp dB", "delta dB"] if scored else []
+    )
+    for col in cols:
+        t.add_column(col, justify="right")
+
+    def fmt(r: dict[str, Any], key: str, spec: str) -> str:
+        v = r.get(key)
+        return "-" if v is None else ("inf" if not math.isfinite(v) else format(v, spec))
+
+    for r in e["rows"]:
+        cells = []
+        if timed:
+            cells += [
+                fmt(r, "whole_ms", ".0f"),
+                fmt(r, "tiled_ms", ".0f"),
+                fmt(r, "speedup_vs_torch_bf16", ".2f"),
+            ]
+            cells += [fmt(r, "whole_first_s", ".1f")]
+        if scored:
+            cells += [
+                fmt(r, "psnr_vs_fp32", ".1f"),
+                fmt(r, "psnr_vs_sharp", ".3f"),
+                fmt(r, "delta_vs_fp32_db", "+.3f"),
+            ]
+        t.add_row(r["name"] + (" (failed)" if "error" in r else ""), *cells)
+    return t
+
+
+def fp32_table(v: dict[str, Any]) -> Table:
+    """One engine/precision against PyTorch fp32 on the quality pairs."""
+    t = Table(
+        title=f"{v['name']} against PyTorch fp32 on the same pairs",
+        title_justify="left",
+        caption="vs fp32: PSNR of the output against PyTorch fp32's output; delta: its PSNR to the sharp "
+        "frame minus PyTorch fp32's",
+    )
+    t.add_column("image", no_wrap=True, overflow="ellipsis", min_width=21)
+    for col in ("vs fp32 dB", "fp32 PSNR", "model PSNR", "delta dB"):
+        t.add_column(col, justify="right")
+    for r in v["rows"]:
+        t.add_row(
+            r["name"], f"{r['psnr_vs_fp32']:.1f}", f"{r['fp32_psnr']:.3f}", f"{r['model_psnr']:.3f}",
+            f"{r['model_psnr'] - r['fp32_psnr']:+.3f}",
+        )  # fmt: skip
+    t.add_section()
+    t.add_row(
+        "[bold]mean[/]", f"{v['mean_psnr_vs_fp32']:.1f} (min {v['min_psnr_vs_fp32']:.1f})",
+        f"{v['mean_fp32_psnr']:.3f}", f"{v['mean_fp32_psnr'] + v['mean_delta_db']:.3f}",
+        f"[bold]{v['mean_delta_db']:+.3f}[/] (max |{v['max_abs_delta_db']:.3f}|)",
+    )  # fmt: skip
+    return t

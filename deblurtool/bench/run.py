@@ -8,16 +8,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from deblurtool import devices
+from deblurtool.bench.engines import BENCH_ENGINES, Fp32Reference, run_engines
 from deblurtool.bench.quality import run_quality
 from deblurtool.bench.report import check_writable, system_info, write_json
 from deblurtool.bench.speed import run_speed
 from deblurtool.bench.temporal import Triple, is_clip, read_clip, run_temporal_clip, run_temporal_sequences
-from deblurtool.config import RuntimeConfig, TileConfig
+from deblurtool.config import ENGINES, RuntimeConfig, TileConfig
 from deblurtool.errors import DeblurError, InputError, WeightsError
 from deblurtool.evaluate import PairScore
 from deblurtool.inference import Deblurrer
@@ -52,8 +53,17 @@ class BenchConfig:
     json_out: Path | None = None
     overwrite: bool = False
     clip_frames: int = 0
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
+        names = self.engine.split(",")
+        if self.engine not in ENGINES and not set(names) <= set(BENCH_ENGINES):
+            raise DeblurError(
+                f"--engine must be {', '.join(ENGINES)}, all, or a list of {','.join(BENCH_ENGINES[:-1])}; "
+                f"got {self.engine!r}"
+            )
+        if self.engine not in ENGINES and (self.resize or self.save_examples or self.precision != "auto"):
+            raise DeblurError(f"--engine {self.engine} measures every precision, at full resolution")
         if not self.metrics and (self.data is not None or self.resize or self.save_examples is not None):
             raise DeblurError("--data, --resize and --save-examples belong to quality: add --metrics")
         if not self.speed and not self.metrics:
@@ -111,16 +121,32 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = log.info) -> dic
     ``quality``), also written to ``config.json_out`` if given. ``say`` hears one line per step ("timing
     ...", "scored ...") and notes as they come."""
     check_writable(config.json_out, overwrite=config.overwrite)
-    runtime = RuntimeConfig(device=config.device, precision=config.precision)  # validates the spellings
+    table = config.engine not in ENGINES  # all, or a list: the engines table alone
+    engine = "auto" if table else config.engine
+    runtime = RuntimeConfig(config.device, config.precision, engine)  # validates the spellings
     dev = devices.resolve_device(runtime.device)
-    prec = devices.precision_name(devices.resolve_precision(runtime.precision, dev))
+    choice = devices.resolve_engine(runtime.engine, runtime.precision, dev)
+    prec = choice.precision
     width, height = config.resolution
 
     model, weights_info = load_model(config.weights, allow_untrained=not config.metrics)
     report: dict[str, Any] = {"system": system_info(dev), "weights": weights_info}
     if weights_info.get("note"):
         say(f"note: {weights_info['note']}")
-    if config.speed:
+    if table or (config.speed and choice.engine != "torch"):
+        # The engines asked for, or the chosen one beside PyTorch eager, as users run them.
+        root = config.data if config.data is not None else SAMPLES_DIR
+        pairs = find_pairs(root) if config.metrics and table else None
+        which = config.engine if table else f"torch,{choice.engine}"
+        report["engines"] = run_engines(
+            model, engines=which, resolution=(width, height), runs=config.runs, speed=config.speed,
+            pairs=pairs, say=say,
+        )  # fmt: skip
+        if table or not config.metrics:
+            if config.json_out is not None:
+                write_json(config.json_out, report, overwrite=config.overwrite)
+            return report
+    elif config.speed:
         report["speed"] = run_speed(
             model, device=dev, default_tile=config.tile or devices.default_tile_config(dev, (height, width)),
             precision=prec, resolution=(width, height), runs=config.runs, quick=config.quick,
@@ -130,7 +156,8 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = log.info) -> dic
         root = config.data if config.data is not None else SAMPLES_DIR
         if config.data is None and not root.is_dir():
             raise InputError("the sample pairs are not installed here; pass --data DIR", root)
-        deblurrer = Deblurrer(model, tile=config.tile, runtime=RuntimeConfig(device=str(dev), precision=prec))
+        deblurrer = Deblurrer(model, tile=config.tile, runtime=replace(runtime, device=str(dev)))
+        prec = deblurrer.precision  # after any fall-back
         if is_clip(root):  # no ground truth: temporal consistency only
             frames = read_clip(root, limit=config.clip_frames)
             say(f"deblurring {len(frames)} frames of {root} ...")
@@ -142,9 +169,16 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = log.info) -> dic
         pairs = find_pairs(root)
         sequences: dict[str, list[Triple]] = {}
 
+        # Any engine or precision but PyTorch fp32 is also scored against PyTorch fp32's output.
+        reference = None
+        if (deblurrer.engine, deblurrer.precision) != ("torch", "fp32"):
+            reference = Fp32Reference(model, config.tile)
+
         def keep(s: PairScore) -> None:  # consecutive frames of a sequence: measured for flicker below
             seq = s.pair.name.rpartition("/")[0]
             sequences.setdefault(seq, []).append((s.blur_rgb_u8, s.out_rgb_u8, s.sharp_rgb_u8))
+            if reference is not None:
+                reference.score(s)
 
         report["quality"] = run_quality(
             deblurrer.deblur_array, pairs, resize=config.resize, examples_dir=config.save_examples,
@@ -152,12 +186,15 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = log.info) -> dic
             on_scored=keep,
         )  # fmt: skip
         report["quality"]["data"] = str(root)
+        if reference is not None:
+            report["quality"]["vs_fp32"] = reference.summary(f"{deblurrer.engine} {deblurrer.precision}")
         temporal = run_temporal_sequences(sequences)
         if temporal is not None:
             report["temporal"] = {**temporal, "data": str(root)}
         last = deblurrer.tile  # the device default picks per frame size: these are the last frame's
         report["quality"]["settings"] = {
             "device": str(dev),
+            "engine": deblurrer.engine,
             "precision": prec,
             "tile_given": config.tile is not None,
             "tile_size": last.tile_size,

@@ -138,9 +138,7 @@ def run_speed(
             on_variant(v)
         if v.fused:
             tile = TileConfig(v.tile_size, v.tile_overlap, v.batch_size)
-            deblurrer = Deblurrer(
-                model, tile=tile, runtime=RuntimeConfig(device=str(device), precision=v.precision)
-            )
+            deblurrer = Deblurrer(model, tile=tile, runtime=RuntimeConfig(str(device), v.precision, "torch"))
             fn: Callable[[np.ndarray], np.ndarray] = deblurrer.deblur_array
         else:
             fn = plain_fp32_loop(model, device)

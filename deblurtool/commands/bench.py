@@ -42,11 +42,26 @@ HELP = "\n\n".join(
         "input, model output and sharp frames, each carried from frame to frame by the DIS optical flow "
         "of the input; an output should flicker no more than the sharp frames. --data may also be a video "
         "file or a folder of frames without ground truth: then only the temporal table (input and output).",
+        "[bold]Engines[/] (--engine all): every CPU engine installed, side by side on the same net and "
+        "threads (torch's: one per core, or OMP_NUM_THREADS); see --engine.",
         "Tile options left out keep the device default (when all three are left out); if only some are "
         "given, the others take 256 / 32 / 4, as in the video and folder commands.",
     ]
 )
 
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="ENGINE",
+        help="auto, torch or openvino as in video/folder (speed: an engine other than torch is timed beside "
+        "PyTorch eager; --metrics adds its PSNR against PyTorch fp32), or all: every engine installed here "
+        "(PyTorch eager fp32/bf16, torch.compile, OpenVINO fp32/bf16/int8, ONNX Runtime fp32/int8 with "
+        'pip install "deblurtool\\[bench-engines]") side by side, whole frame and 256/32 tiles; with '
+        "--metrics also PSNR against PyTorch fp32 and the sharp frames of --data. A list such as "
+        "torch,openvino picks among torch, torch.compile, openvino and onnxruntime.",
+    ),
+]
 Resolution = Annotated[str, typer.Option("--resolution", help="Frame size WIDTHxHEIGHT timed for speed.")]
 Runs = Annotated[int, typer.Option("--runs", min=1, help="Timed runs per variant after a warm-up (median).")]
 Quick = Annotated[bool, typer.Option("--quick", help="Time only the baseline and the default settings.")]
@@ -92,6 +107,7 @@ def parse_resolution(text: str) -> tuple[int, int]:
 def bench(
     device: Device = "auto",
     precision: Precision = "auto",
+    engine: EngineOpt = "auto",
     resolution: Resolution = "1280x720",
     runs: Runs = 3,
     quick: Quick = False,
@@ -110,20 +126,27 @@ def bench(
 ) -> None:
     """Measure speed and, with --metrics, quality (full help: ``HELP``)."""
     from deblurtool.bench import BenchConfig, quality_table, run_bench, speed_table, temporal_table
+    from deblurtool.bench.report import engines_table, fp32_table
 
     config = BenchConfig(
         device=device, precision=precision, resolution=parse_resolution(resolution), runs=runs, quick=quick,
         tile=tile_config(tile_size, tile_overlap, batch_size), weights=weights, metrics=metrics, speed=speed,
         data=data, resize=resize, save_examples=save_examples, json_out=json_out, overwrite=overwrite,
-        clip_frames=clip_frames,
+        clip_frames=clip_frames, engine=engine,
     )  # fmt: skip
     report = run_bench(config, say=ui.tell)
     if "speed" in report:
         ui.print_table(speed_table(report))
         for text in report["speed"]["notes"]:
             ui.note(text, console=ui.out)
+    if "engines" in report:
+        ui.print_table(engines_table(report))
+        for text in report["engines"]["notes"]:
+            ui.note(text, console=ui.out)
     if "quality" in report:
         ui.print_table(quality_table(report["quality"]))
+        if "vs_fp32" in report["quality"]:
+            ui.print_table(fp32_table(report["quality"]["vs_fp32"]))
     if "temporal" in report:
         ui.print_table(temporal_table(report["temporal"]))
     if json_out is not None:

@@ -62,7 +62,20 @@ Precision = Annotated[
     typer.Option(
         "--precision",
         metavar="PRECISION",
-        help="auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16 or fp16.",
+        help="auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16, fp16 or int8 (CPU, "
+        "OpenVINO: quantised once from the weights on the shipped calibration crops, then cached; needs "
+        'pip install "deblurtool\\[int8]").',
+    ),
+]
+Engine = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="ENGINE",
+        help="auto (on a CPU: OpenVINO if installed and its output passes a check against PyTorch fp32, "
+        "else PyTorch; on CUDA: PyTorch), torch (PyTorch eager) or openvino. OpenVINO models are compiled "
+        "once per weights, precision and frame/tile size and cached in ~/.cache/deblurtool "
+        "($DEBLURTOOL_CACHE, $XDG_CACHE_HOME); clear it with `deblurtool cache clear`.",
     ),
 ]
 Weights = Annotated[
@@ -194,11 +207,17 @@ def tile_config(tile_size: int | None, tile_overlap: int | None, batch_size: int
 
 
 def check_model_options(
-    *, device: str, precision: str, tile_size: int | None, tile_overlap: int | None, batch_size: int | None
+    *,
+    device: str,
+    precision: str,
+    tile_size: int | None,
+    tile_overlap: int | None,
+    batch_size: int | None,
+    engine: str = "auto",
 ) -> None:
     """Refuse bad model options at once (``--tile-size 30``), before inputs are read or torch imported."""
     tile_config(tile_size, tile_overlap, batch_size)
-    RuntimeConfig(device=device, precision=precision)
+    RuntimeConfig(device=device, precision=precision, engine=engine)
 
 
 def load_model(
@@ -209,11 +228,12 @@ def load_model(
     tile_size: int | None,
     tile_overlap: int | None,
     batch_size: int | None,
+    engine: str = "auto",
 ) -> Deblurrer:
     """Build the Deblurrer from the CLI's knobs and print the lines saying what will run. The options are
     checked first: a bad one is refused at once, not after seconds of importing torch."""
     tile = tile_config(tile_size, tile_overlap, batch_size)
-    runtime = RuntimeConfig(device=device, precision=precision)
+    runtime = RuntimeConfig(device=device, precision=precision, engine=engine)
 
     from deblurtool.inference import Deblurrer  # heavy (torch): only when a command actually runs
 
@@ -228,8 +248,6 @@ def load_model(
 def describe_model(model: Deblurrer) -> str:
     """One line: device, precision, tile settings and weights file actually used. A tiling that is the
     device's default (which may change with the frame size) says so."""
-    from deblurtool.devices import precision_name
-
     tile = model.tile
     if tile.tile_size == 0:
         tiles = f"whole frames, batch_size {tile.batch_size}"
@@ -239,7 +257,8 @@ def describe_model(model: Deblurrer) -> str:
         tiles += " (device default)"
     weights = model.weights_path if model.weights_path is not None else "in memory"
     return (
-        f"model: device {model.device}, precision {precision_name(model.dtype)}, {tiles}, weights {weights}"
+        f"model: device {model.device}, engine {model.engine}, precision {model.precision}, {tiles}, "
+        f"weights {weights}"
     )
 
 
@@ -277,9 +296,11 @@ def ray_spec(
     tile_size: int | None,
     tile_overlap: int | None,
     batch_size: int | None,
+    engine: str = "auto",
 ) -> WorkerSpec:
     """What every Ray worker loads and encodes: the same settings :func:`load_model` would use here."""
     from deblurtool.scale.run import worker_spec
 
     tile = tile_config(tile_size, tile_overlap, batch_size)
-    return worker_spec(weights, tile, RuntimeConfig(device=device, precision=precision), encode)
+    runtime = RuntimeConfig(device=device, precision=precision, engine=engine)
+    return worker_spec(weights, tile, runtime, encode)

@@ -1,0 +1,237 @@
+"""The generator's body on OpenVINO (CPU): converted from the PyTorch module, quantised to int8 by NNCF on the
+shipped calibration crops where asked, compiled per input shape, everything cached (see :mod:`.cache`).
+
+What is converted is the BN-folded body in fp32 (never another source of truth: the same tensors the
+PyTorch path runs, loaded from the safetensors file). The global residual and the clamp stay in PyTorch
+fp32 (``inference.Deblurrer``), so the input image is never rounded. Two cache levels:
+
+- ``model``: the converted (and for int8, quantised) OpenVINO model with a dynamic input shape, as IR (xml +
+  weights); per weights, precision and OpenVINO version. Quantising takes tens of seconds: done once.
+- ``compiled``: the model reshaped to one static input shape (static shapes compile to the fastest kernels)
+  and compiled for this CPU, exported; per shape, precision, thread count and CPU. Loading one takes ~0.1 s
+  where compiling takes ~0.5 s and converting ~5 s. The newest ``MAX_COMPILED`` entries are kept (each holds
+  the weights: ~45 MB in fp32/bf16), so a folder of many image sizes cannot fill the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.resources
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from deblurtool.devices import cpu_identity
+from deblurtool.engines.cache import Warn, cache_dir, entry_path, read_entry, write_entry
+
+log = logging.getLogger(__name__)
+
+MAX_COMPILED = 12
+CALIBRATION_PACKAGE = "deblurtool.engines"
+CALIBRATION_FOLDER = "calibration"
+
+
+def calibration_files() -> list[Path]:
+    """The shipped int8 calibration crops (real blurry GoPro frames, 256x256 PNG), in name order."""
+    folder = importlib.resources.files(CALIBRATION_PACKAGE).joinpath(CALIBRATION_FOLDER)
+    return sorted(Path(str(folder)).glob("*.png"))
+
+
+@functools.cache
+def calibration_digest() -> str:
+    """sha256 over the calibration crops (names and bytes): another set makes another int8 model."""
+    h = hashlib.sha256()
+    for path in calibration_files():
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def calibration_batches() -> list[np.ndarray]:
+    """Each crop as a ``1 x 3 x 256 x 256`` float32 array in [-1, 1], the body's input."""
+    out = []
+    for path in calibration_files():
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise RuntimeError(f"calibration crop {path} is unreadable")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
+        out.append(np.ascontiguousarray((rgb / 127.5 - 1.0).transpose(2, 0, 1)[None]))
+    if not out:
+        raise RuntimeError("no int8 calibration crops are installed (deblurtool/engines/calibration)")
+    return out
+
+
+def convert(body: nn.Module) -> Any:
+    """The fp32 torch ``body`` as an OpenVINO model with input ``N x 3 x H x W`` (all dynamic but channels).
+    A module attribute so tests can count conversions."""
+    import openvino as ov
+
+    example = torch.zeros(1, 3, 64, 64)
+    with torch.no_grad():
+        return ov.convert_model(body, example_input=example, input=[ov.PartialShape([-1, 3, -1, -1])])
+
+
+def quantize(model: Any) -> Any:
+    """Post-training int8 quantisation by NNCF, activations calibrated on the shipped crops. MIXED preset:
+    symmetric weights, asymmetric activations (the body's input and output are signed, its inner ones not)."""
+    import nncf
+
+    batches = calibration_batches()
+    dataset = nncf.Dataset(batches)
+    return nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches))
+
+
+def _ir_bytes(model: Any) -> dict[str, bytes]:
+    import openvino as ov
+
+    with tempfile.TemporaryDirectory(prefix="deblurtool-ir-") as tmp:
+        xml = Path(tmp) / "model.xml"
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+        return {"xml": xml.read_bytes(), "bin": xml.with_suffix(".bin").read_bytes()}
+
+
+def _prune_compiled(keep: int) -> None:
+    """Delete all but the ``keep`` most recently used compiled entries (reading one touches it)."""
+
+    def used(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:  # another process pruned it first
+            return 0.0
+
+    entries = sorted(cache_dir().glob("compiled-*"), key=used, reverse=True)
+    for path in entries[keep:]:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+class OpenVinoRunner:
+    """``runner(x_pm1) -> body(x_pm1)``: ``N x 3 x H x W`` float32 CPU tensors in and out, through OpenVINO.
+
+    ``precision`` fp32|bf16|int8; ``compute_bf16`` whether the layers int8 leaves in floating point run in
+    bf16 (as ``devices.resolve_precision('auto')`` would pick) or fp32. ``identity`` names the weights
+    (``weights``: their sha256; ``fused``); ``threads`` the CPU threads, as torch's. ``warn`` hears cache
+    problems (a corrupt entry rebuilt, an unwritable folder). ``conversions`` counts models built here.
+    """
+
+    def __init__(
+        self,
+        body: nn.Module,
+        *,
+        precision: str,
+        compute_bf16: bool,
+        identity: Mapping[str, str],
+        threads: int,
+        warn: Warn,
+    ) -> None:
+        import openvino as ov
+
+        if precision not in ("fp32", "bf16", "int8"):
+            raise ValueError(f"OpenVINO runs fp32, bf16 or int8, not {precision}")
+        self._ov = ov
+        self._core = ov.Core()
+        self.body = body
+        self.precision = precision
+        self.threads = threads
+        self.warn = warn
+        bf16 = precision == "bf16" or (precision == "int8" and compute_bf16)
+        self.config = {
+            "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        self.model_key: dict[str, object] = {
+            "kind": "model",
+            **identity,
+            "engine": "openvino",
+            "openvino": ov.get_version(),
+            "precision": precision,
+        }
+        if precision == "int8":
+            self.model_key["calibration"] = calibration_digest()
+        self._model: Any = None
+        self._compiled: dict[tuple[int, ...], Any] = {}
+        self.conversions = 0
+        self.compilations = 0
+
+    # -- level 1: the converted model ------------------------------------------------------------------------
+
+    def _build_model(self) -> Any:
+        self.conversions += 1
+        model = convert(self.body)
+        if self.precision == "int8":
+            log.info("quantising the model to int8 (once per weights; cached)")
+            model = quantize(model)
+        return model
+
+    def source_model(self) -> Any:
+        """The converted model (dynamic shape), from the cache or built and cached."""
+        if self._model is None:
+            path = entry_path("model", self.model_key)
+            parts = read_entry(path, self.model_key, self.warn)
+            model = None
+            if parts is not None:
+                try:
+                    weights = self._ov.Tensor(np.frombuffer(parts["bin"], np.uint8))
+                    model = self._core.read_model(model=parts["xml"].decode(), weights=weights)
+                except (RuntimeError, KeyError, UnicodeDecodeError) as e:
+                    self.warn(f"cache entry {path} could not be loaded ({e}); rebuilding it")
+            if model is None:
+                model = self._build_model()
+                write_entry(path, self.model_key, _ir_bytes(model), self.warn)
+            self._model = model
+        return self._model
+
+    # -- level 2: compiled per shape -------------------------------------------------------------------------
+
+    def _compiled_key(self, shape: tuple[int, ...]) -> dict[str, object]:
+        return {
+            **self.model_key,
+            "kind": "compiled",
+            "shape": list(shape),
+            "config": {k: str(v) for k, v in self.config.items()},
+            "cpu": cpu_identity(),
+        }
+
+    def compiled(self, shape: tuple[int, ...]) -> Any:
+        """The model compiled for input ``shape``: in memory, from the cache, or compiled and cached."""
+        if shape in self._compiled:
+            return self._compiled[shape]
+        key = self._compiled_key(shape)
+        path = entry_path("compiled", key)
+        parts = read_entry(path, key, self.warn)
+        compiled = None
+        if parts is not None:
+            try:
+                compiled = self._core.import_model(parts["blob"], "CPU", self.config)
+                os.utime(path)  # recently used: kept by the pruning
+            except (RuntimeError, KeyError, OSError) as e:
+                self.warn(f"cache entry {path} could not be loaded ({e}); rebuilding it")
+                compiled = None
+        if compiled is None:
+            model = self.source_model().clone()
+            model.reshape(list(shape))
+            self.compilations += 1
+            compiled = self._core.compile_model(model, "CPU", self.config)
+            write_entry(path, key, {"blob": compiled.export_model().getvalue()}, self.warn)
+            _prune_compiled(MAX_COMPILED)
+        self._compiled[shape] = compiled
+        return compiled
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        compiled = self.compiled(tuple(x.shape))
+        y = compiled(np.ascontiguousarray(x.detach().float().numpy()))[0]
+        return torch.from_numpy(np.array(y, dtype=np.float32, copy=True))
+
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
