@@ -439,10 +439,3 @@ def damage_packet(src: Path, dst: Path, index: int) -> None:
     data = bytearray(src.read_bytes())
     data[pos : pos + 4] = b"\xff\xff\xff\xff"
     dst.write_bytes(bytes(data))
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the Ray tests last. Once a Ray driver and OpenVINO have both run in the test process, a plain
-    fork of that process (a DataLoader worker, a Popen with start_new_session) has been seen to crash it with
-    a segfault in the dynamic loader; the product never forks after either, the test process does."""
-    items.sort(key=lambda item: item.path.name.startswith("test_scale"))

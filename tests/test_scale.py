@@ -35,6 +35,11 @@ LOSSLESS = EncodeConfig(crf=0)  # x264 at crf 0: the joined chunks can be compar
 VFR_PTS = [int(p) for p in np.cumsum([1 + (i * 7) % 3 for i in range(36)]) - 1]
 
 
+# A fork of a process that has run both a Ray driver and OpenVINO has crashed it (segfault in the dynamic
+# loader), so these run in a pytest process of their own: `pytest -m ray` (the README's test command).
+pytestmark = pytest.mark.ray
+
+
 def _spec(weights: Path, encode: EncodeConfig = LOSSLESS) -> Any:
     from deblurtool.scale.run import worker_spec
 
@@ -256,6 +261,7 @@ _CTRL_C_RUN = """
 import signal
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see test_reliability)
 from deblurtool.cli import app
+
 app(prog_name="deblurtool")
 """
 

@@ -25,6 +25,10 @@ from typer.testing import CliRunner
 from deblurtool.config import EncodeConfig, RuntimeConfig
 from deblurtool.pipeline import run_video
 
+# A fork of a process that has run both a Ray driver and OpenVINO has crashed it (segfault in the dynamic
+# loader), so these run in a pytest process of their own: `pytest -m ray` (the README's test command).
+pytestmark = pytest.mark.ray
+
 VFR_PTS = [int(p) for p in np.cumsum([1 + (i * 7) % 3 for i in range(30)]) - 1]
 
 

@@ -203,7 +203,7 @@ def test_samples_do_not_depend_on_worker_count(tmp_path: Path) -> None:
     ds = PairDataset(split_pairs(root, "train").pairs, size=32, seed=1)
     ds.set_epoch(3)
     sampler = ResumableSampler(ds, num_replicas=1, rank=0, seed=1)
-    # forkserver, not fork: the test process may have loaded OpenVINO (and its threads) by now; see conftest.
+    # forkserver, not fork: the test process may have loaded OpenVINO (and its threads) by now.
     batches = [
         list(DataLoader(ds, batch_size=2, sampler=sampler, num_workers=n, multiprocessing_context=ctx))
         for n, ctx in ((0, None), (2, "forkserver"))
