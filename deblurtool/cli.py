@@ -17,9 +17,9 @@ HELP = "\n\n".join(
     [
         "Deblur motion-blurred videos and images with a DeblurGAN-style generator.",
         "Frames are cut into overlapping 256x256 tiles (or run whole where that is faster), run through the "
-        "generator in half precision (fp16 on a GPU, bf16 on a CPU that has it and runs it faster; on a CPU "
-        "through OpenVINO where it is installed, int8 on request) and stitched back with feathered seams; "
-        "videos keep their audio, timing and size.",
+        "generator in reduced precision (fp16 on a GPU; on a CPU int8 through OpenVINO, checked against "
+        "the fp32 model, or bf16/fp32 where asked) and stitched back with feathered seams; videos keep "
+        "their audio, timing and size.",
         "Start with: deblurtool video IN.mp4 OUT.mp4, or deblurtool folder IN_DIR OUT_DIR. "
         "Each command's --help explains its options.",
         "Exit codes: 0 all done; 1 some inputs failed (the rest were done); 2 usage or unusable input; "

@@ -41,8 +41,9 @@ class TileConfig:
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Where, in which number format and by which engine the model runs: ``device`` auto|cpu|cuda|cuda:N,
-    ``precision`` auto|fp32|bf16|fp16|int8 (auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32;
-    int8 only on a CPU, through OpenVINO), ``engine`` auto|torch|openvino (auto: OpenVINO on a CPU where it
+    ``precision`` auto|fp32|bf16|fp16|int8 (auto: fp16 on CUDA; on a CPU int8 through OpenVINO where it
+    passes its quality check, else bf16 on CPUs with native bf16 measured faster, else fp32; int8 only on
+    a CPU, through OpenVINO), ``engine`` auto|torch|openvino (auto: OpenVINO on a CPU where it
     is installed and passes its check, else PyTorch; always PyTorch on CUDA)."""
 
     device: str = "auto"

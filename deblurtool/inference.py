@@ -12,7 +12,9 @@ Engines (``RuntimeConfig.engine``, resolved by ``devices.resolve_engine``): ``to
 above; ``openvino`` (CPU) runs the same BN-folded body converted to OpenVINO (fp32, bf16 or int8), compiled
 per input shape and cached (``deblurtool.engines``), with the residual and clamp still in torch fp32. Before
 it is used, its output on a real crop is checked against PyTorch fp32 (``ENGINE_CHECK_MIN_PSNR``); with
-engine ``auto`` an OpenVINO that fails to load or to pass falls back to PyTorch with a note.
+engine ``auto`` an OpenVINO that fails to load or to pass falls back to PyTorch with a note. int8 chosen by
+precision ``auto`` must also stay within ``INT8_MIN_PSNR`` of fp32 on the calibration crops, else OpenVINO's
+float model runs, with a note; int8 asked for by name runs regardless, with a warning below the bar.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +38,7 @@ from deblurtool.config import RuntimeConfig, TileConfig
 from deblurtool.devices import (
     EngineChoice,
     default_tile_config,
+    precision_name,
     precision_notes,
     resolve_device,
     resolve_engine,
@@ -44,12 +48,19 @@ from deblurtool.errors import DeblurError, InputError, ModelOutputError, one_lin
 from deblurtool.models.generator import ResnetGenerator
 from deblurtool.tiling import TilePlan, cut_tiles, plan_tiles, stitch_tiles
 
+if TYPE_CHECKING:
+    from deblurtool.engines.openvino_runner import OpenVinoRunner
+
 log = logging.getLogger(__name__)
 
 MIN_TILE_SIZE = 64  # below this the generator sees too little context (receptive field ~ 100 px)
 # An engine's output on a real 64x64 crop must be at least this close to PyTorch fp32's (PSNR in dB on the
 # [-1, 1] scale): bf16 and int8 of the shipped model measured 50-60 dB, a broken conversion scores below 20.
 ENGINE_CHECK_MIN_PSNR = 35.0
+# int8 chosen by precision ``auto`` is kept only if the calibration crops it deblurs stay at least this close
+# to the fp32 model's (PSNR on [-1, 1], ``openvino_runner.int8_psnr``): 45 dB is about one 8-bit level of
+# noise, invisible. The shipped weights measured 63.8 dB; below the bar auto runs OpenVINO's float model.
+INT8_MIN_PSNR = 45.0
 
 
 def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -170,7 +181,7 @@ class Deblurrer:
         self._set_model(net)
         self._runner: Callable[[torch.Tensor], torch.Tensor] | None = None
         if self.engine == "openvino":
-            self._start_openvino(runtime)
+            self._start_openvino(runtime, choice.int8_by_auto)
 
     def _set_model(self, net: nn.Module) -> None:
         net = net.to(device=self.device, dtype=self.dtype).to(memory_format=torch.channels_last)
@@ -183,31 +194,31 @@ class Deblurrer:
         if text not in self.notes:
             self.notes.append(text)
 
-    def _start_openvino(self, runtime: RuntimeConfig) -> None:
-        """Build the OpenVINO runner and check it; with engine ``auto`` fall back to PyTorch if either fails
-        (int8 has no PyTorch path: then, as with ``--engine openvino``, a one-line error)."""
-        try:
-            from deblurtool.engines.cache import cache_dir
-            from deblurtool.engines.openvino_runner import OpenVinoRunner
-
-            runner = OpenVinoRunner(
-                self.body,
-                precision=self.precision,
-                compute_bf16=resolve_precision("auto", self.device) == torch.bfloat16,
-                identity={"weights": self.weights_digest, "fused": str(self.fused)},
-                threads=torch.get_num_threads(),
-                warn=self._warn,
-            )
-            self._runner = runner
-            started = time.perf_counter()
-            self._check_engine()
-            if runner.conversions:
-                took = time.perf_counter() - started
-                self.notes.append(
-                    f"OpenVINO {self.precision} model built from the weights in {took:.0f} s and cached in "
-                    f"{cache_dir()} (once per weights file and precision; each new frame or tile size "
-                    "compiles once, in about a second)"
+    def _start_openvino(self, runtime: RuntimeConfig, int8_by_auto: bool) -> None:
+        """Build the OpenVINO runner and check it. int8 picked by precision auto that fails to build or stays
+        below ``INT8_MIN_PSNR`` gives way to OpenVINO's float model; with engine ``auto`` an OpenVINO that
+        fails falls back to PyTorch (int8 asked for has no PyTorch path: then, as with ``--engine
+        openvino``, a one-line error)."""
+        if int8_by_auto:
+            try:
+                quality = self._openvino_runner().quality_db
+                if quality is not None and quality >= INT8_MIN_PSNR:
+                    self.notes.append(
+                        f"precision auto chose int8 (OpenVINO): {quality:.1f} dB from fp32 on the "
+                        "calibration crops; --precision fp32 runs the float model"
+                    )
+                    return
+                why = (
+                    f"{quality:.1f} dB from fp32 on the calibration crops, below the "
+                    f"{INT8_MIN_PSNR:.0f} dB required"
                 )
+            except Exception as e:
+                why = one_line(e)
+            self._runner = None
+            self.precision = precision_name(resolve_precision("auto", self.device))
+            self.notes.append(f"int8 not used ({why}); running OpenVINO {self.precision}")
+        try:
+            runner = self._openvino_runner()
         except Exception as e:
             self._runner = None
             if runtime.engine != "auto" or self.precision == "int8":
@@ -215,6 +226,46 @@ class Deblurrer:
             fallback = resolve_engine("torch", runtime.precision, self.device)
             self.notes.append(f"OpenVINO could not be used ({one_line(e)}); running PyTorch (engine torch)")
             self._fall_back(fallback, runtime)
+            return
+        quality = runner.quality_db
+        if quality is not None and quality < INT8_MIN_PSNR:
+            self._warn(
+                f"warning: int8 deblurs the calibration crops {quality:.1f} dB from the fp32 model, below "
+                f"the {INT8_MIN_PSNR:.0f} dB under which precision auto would not use it; check the output "
+                "or use --precision fp32"
+            )
+
+    def _openvino_runner(self) -> OpenVinoRunner:
+        """An OpenVINO runner for the body in ``self.precision``, installed as ``self._runner`` and checked
+        against PyTorch fp32 (``_check_engine``); a note says so when the model was built, not cached."""
+        from deblurtool.engines.cache import cache_dir
+        from deblurtool.engines.openvino_runner import OpenVinoRunner
+
+        runner = OpenVinoRunner(
+            self.body,
+            precision=self.precision,
+            compute_bf16=resolve_precision("auto", self.device) == torch.bfloat16,
+            identity={"weights": self.weights_digest, "fused": str(self.fused)},
+            threads=torch.get_num_threads(),
+            warn=self._warn,
+            residual=self._body is not None,
+        )
+        self._runner = runner
+        started = time.perf_counter()
+        try:
+            self._check_engine()
+            runner.quality_db  # noqa: B018 (int8: built and measured now, inside the timing)
+        except Exception:
+            self._runner = None
+            raise
+        if runner.conversions:
+            took = time.perf_counter() - started
+            self.notes.append(
+                f"OpenVINO {self.precision} model built from the weights in {took:.0f} s and cached in "
+                f"{cache_dir()} (once per weights file and precision; each new frame or tile size "
+                "compiles once, in about a second)"
+            )
+        return runner
 
     def _fall_back(self, choice: EngineChoice, runtime: RuntimeConfig) -> None:
         self.engine, self.precision, self.dtype = choice.engine, choice.precision, choice.dtype

@@ -79,7 +79,7 @@ def test_openvino_agrees_with_pytorch_fp32_whole_and_tiled_on_odd_sizes(
     if precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         pytest.skip("no bf16 on this CPU")
     if precision == "int8":
-        pytest.importorskip("nncf", reason='int8 needs NNCF: pip install -e ".[int8]"')
+        pytest.importorskip("nncf", reason='int8 needs NNCF: pip install "nncf>=2.16"')
     for img, tile in ((_image(37, 53), None), (_image(45, 70, seed=1), ODD_TILES), (_image(5, 3), None)):
         want, _ = _run(net, "torch", "fp32", img, tile)
         got, d = _run(net, "openvino", precision, img, tile)
@@ -225,9 +225,73 @@ def test_int8_without_nncf_is_one_line(tiny_weights: Path, monkeypatch: pytest.M
     )
     assert result.exit_code == 2
     assert result.output.strip() == (
-        'error: --precision int8 needs NNCF, which is not installed: pip install "deblurtool[int8]" '
-        "(NNCF, used once per model to quantise it)"
+        'error: --precision int8 needs NNCF, which is not installed: pip install "nncf>=2.16" '
+        "(a dependency of deblurtool, used once per model to quantise it)"
     )
+
+
+# -- precision auto on OpenVINO: int8 where it keeps quality -------------------------------------------------
+
+
+@pytest.mark.slow
+def test_auto_precision_runs_int8_where_it_passes_and_measures_it_once(
+    net: torch.nn.Module, own_cache: Path, conversions: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import deblurtool.inference as inference
+
+    monkeypatch.setattr(inference, "INT8_MIN_PSNR", 20.0)  # this random net is not the shipped model
+    img = _image(24, 40)
+    auto, d1 = _run(net, "auto", "auto", img, None)
+    assert (d1.engine, d1.precision) == ("openvino", "int8")
+    quality = d1._runner.quality_db  # type: ignore[attr-defined]
+    assert quality is not None and 20.0 <= quality < 100.0
+    assert any(n.startswith(f"precision auto chose int8 (OpenVINO): {quality:.1f} dB") for n in d1.notes)
+    assert d1.signature_fields()["precision"] == "int8"
+    named, _ = _run(net, "openvino", "int8", img, None)
+    assert np.array_equal(auto, named)  # the same model as --precision int8
+    fp32, _ = _run(net, "torch", "fp32", img, None)
+    assert psnr(auto, fp32) >= MIN_PSNR["int8"]
+    # Quantised and measured once: a second run reads both from the cache and says the same.
+    _, d2 = _run(net, "auto", "auto", img, None)
+    assert len(conversions) == 1 and d2._runner.quality_db == quality  # type: ignore[attr-defined]
+    assert [n for n in d2.notes if "chose int8" in n] == [n for n in d1.notes if "chose int8" in n]
+
+
+@pytest.mark.slow
+def test_int8_below_the_bar_gives_way_to_the_float_model_unless_named(
+    net: torch.nn.Module, own_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import deblurtool.inference as inference
+
+    monkeypatch.setattr(inference, "INT8_MIN_PSNR", 1000.0)  # no int8 model can pass now
+    img = _image(24, 40)
+    out, d = _run(net, "auto", "auto", img, None)
+    assert d.engine == "openvino" and d.precision in ("fp32", "bf16") and d._runner is not None
+    assert any(n.startswith("int8 not used (") and "below the 1000 dB required" in n for n in d.notes)
+    same, _ = _run(net, "openvino", d.precision, img, None)
+    assert np.array_equal(out, same)
+    _, named = _run(net, "openvino", "int8", img, None)  # asked for by name: runs, with a warning
+    assert named.precision == "int8" and any(n.startswith("warning: int8 deblurs") for n in named.notes)
+
+
+def test_auto_precision_without_nncf_runs_the_float_model_with_a_note(
+    net: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    d = Deblurrer(net, None, RuntimeConfig("cpu", "auto", "auto"))
+    assert d.engine == "openvino" and d.precision in ("fp32", "bf16")
+    assert any(n.startswith("NNCF is not installed, so precision auto runs OpenVINO") for n in d.notes)
+
+
+def test_int8_is_only_ever_picked_by_auto_for_the_openvino_cpu_path() -> None:
+    from deblurtool.devices import resolve_engine
+
+    cpu = torch.device("cpu")
+    assert resolve_engine("auto", "auto", cpu).int8_by_auto
+    assert not resolve_engine("openvino", "int8", cpu).int8_by_auto  # named: no fall-back
+    for engine, precision in (("torch", "auto"), ("auto", "fp32"), ("auto", "bf16"), ("openvino", "fp32")):
+        choice = resolve_engine(engine, precision, cpu)
+        assert choice.precision != "int8" and not choice.int8_by_auto
 
 
 def test_an_engine_failing_its_check_is_never_used(

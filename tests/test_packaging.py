@@ -58,10 +58,9 @@ def test_every_imported_distribution_is_declared() -> None:
         for dep in [
             *PYPROJECT["project"]["dependencies"],
             *PYPROJECT["project"]["optional-dependencies"]["ray"],
-            *PYPROJECT["project"]["optional-dependencies"]["int8"],
             *PYPROJECT["project"]["optional-dependencies"]["bench-engines"],
         ]
-    }  # (extras: ray imported only with --ray, nncf only to quantise, onnxruntime only by bench)
+    }  # (extras: ray imported only with --ray, onnxruntime only by bench)
     owners = importlib.metadata.packages_distributions()
     imported = _imported_top_modules()
     assert {"cv2", "PIL", "torch", "av"} <= imported

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 from test_trainers_data import make_gopro, smooth_pair, write_pair
 
 from deblurtool.errors import DeblurError, InputError
 from deblurtool.evaluate import Scores, sharp_input_psnr
+from deblurtool.models.generator import ResnetGenerator
 from deblurtool.pairs import find_pairs
 from trainers.config import TrainConfig
 from trainers.data import MixedDataset, PairDataset, build_training_set
@@ -154,6 +157,25 @@ def test_sharp_input_psnr_and_the_best_epoch_rule(tmp_path: Path) -> None:
     assert not ev.is_best(harmful, Scores(31.0, 0.9, 2), best)  # type: ignore[arg-type]
     better = {"epoch": 1, "psnr": 30.0, "ssim": 0.9, "score": 0.6}
     assert not ev.is_best(good, Scores(30.0, 0.9, 2), better)  # type: ignore[arg-type]
+
+
+def test_epoch_scores_run_the_float_model_never_int8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Precision auto is int8 on a CPU with OpenVINO and NNCF; epochs must be scored (and compared) on the
+    float network they trained, not on a model quantised anew each epoch."""
+    import deblurtool.inference as inference
+
+    root = make_gopro(tmp_path / "g", n_train=2, n_test=2, size=48)
+    seen: list[tuple[str, str]] = []
+    real_init = inference.Deblurrer.__init__
+
+    def recording(self: inference.Deblurrer, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        seen.append((self.engine, self.precision))
+
+    monkeypatch.setattr(inference.Deblurrer, "__init__", recording)
+    ev = EpochEvaluator(TrainConfig(data=str(root), out="o"), log=lambda _: None)
+    ev.evaluate(ResnetGenerator(TINY).eval(), torch.device("cpu"))
+    assert seen and all(precision in ("fp32", "bf16") for _, precision in seen)
 
 
 def test_a_mixed_run_end_to_end(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ class EpochEvaluator:
     def evaluate(self, generator: torch.nn.Module, device: torch.device) -> tuple[dict[str, object], Scores]:
         """Scores of ``generator`` and the metrics-row fields they fill (psnr, ssim, input_*, extra_*,
         sharp_*, select_score)."""
+        from deblurtool.devices import precision_name, resolve_precision
         from deblurtool.inference import Deblurrer
 
         cfg = self.cfg
@@ -55,7 +56,11 @@ class EpochEvaluator:
         extra_pairs = spread_subset(self.extra_pairs, cfg.eval_limit)
         note = " (no split folders: these are the training pairs)" if self.test.shared else ""
         base = self._baseline("test", test_pairs, f"test pairs{note}")
-        deblur = Deblurrer(generator, None, RuntimeConfig(device=str(device), precision="auto")).deblur_array
+        # The float model as users' float engines run it, never int8: precision auto would quantise (tens of
+        # seconds) every epoch's new weights, and epochs are compared on what the network learned.
+        precision = precision_name(resolve_precision("auto", device))
+        runtime = RuntimeConfig(device=str(device), precision=precision)
+        deblur = Deblurrer(generator, None, runtime).deblur_array
         scores = score_pairs(test_pairs, deblur, resize=resize)
         row: dict[str, object] = {
             "psnr": f"{scores.psnr:.4f}",

@@ -156,7 +156,12 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = log.info) -> dic
         root = config.data if config.data is not None else SAMPLES_DIR
         if config.data is None and not root.is_dir():
             raise InputError("the sample pairs are not installed here; pass --data DIR", root)
-        deblurrer = Deblurrer(model, tile=config.tile, runtime=replace(runtime, device=str(dev)))
+        # Named by its file (when it has one) so an OpenVINO model compiled or quantised here is the same
+        # cache entry as the CLI's.
+        path = Path(weights_info["path"]) if weights_info.get("path") else None
+        deblurrer = Deblurrer(
+            model, tile=config.tile, runtime=replace(runtime, device=str(dev)), weights_path=path
+        )
         prec = deblurrer.precision  # after any fall-back
         if is_clip(root):  # no ground truth: temporal consistency only
             frames = read_clip(root, limit=config.clip_frames)

@@ -20,7 +20,7 @@ def cache(
     """Show or clear the cache of converted and compiled models.
 
     With the OpenVINO engine (the default on a CPU where it is installed) the model is converted from the
-    weights file (for --precision int8 also quantised, on the calibration crops shipped with deblurtool)
+    weights file (int8, the CPU default, is also quantised on the calibration crops shipped with deblurtool)
     once per weights file, precision and OpenVINO version, and compiled once per frame or tile size, thread
     count and CPU; later runs load both in a fraction of a second. The cache lives in $DEBLURTOOL_CACHE if
     set, else $XDG_CACHE_HOME/deblurtool, else ~/.cache/deblurtool; only the 12 most recently used compiled

@@ -62,9 +62,11 @@ Precision = Annotated[
     typer.Option(
         "--precision",
         metavar="PRECISION",
-        help="auto (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), fp32, bf16, fp16 or int8 (CPU, "
-        "OpenVINO: quantised once from the weights on the shipped calibration crops, then cached; needs "
-        'pip install "deblurtool\\[int8]").',
+        help="auto (CUDA: fp16; CPU with OpenVINO: int8 if it stays within 45 dB of the fp32 model on the "
+        "shipped calibration crops, else the float precision below, with a note; CPU on PyTorch: bf16 where "
+        "native and measured faster, else fp32), fp32, bf16, fp16 or int8 (CPU, OpenVINO: quantised once "
+        "from the weights on the shipped calibration crops, then cached). --precision fp32 runs the "
+        "float model.",
     ),
 ]
 Engine = Annotated[

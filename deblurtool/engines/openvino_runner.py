@@ -6,7 +6,9 @@ PyTorch path runs, loaded from the safetensors file). The global residual and th
 fp32 (``inference.Deblurrer``), so the input image is never rounded. Two cache levels:
 
 - ``model``: the converted (and for int8, quantised) OpenVINO model with a dynamic input shape, as IR (xml +
-  weights); per weights, precision and OpenVINO version. Quantising takes tens of seconds: done once.
+  weights); per weights, precision and OpenVINO version. Quantising takes tens of seconds: done once. An int8
+  entry also holds its measured quality (:func:`int8_psnr`), so the check that decides whether precision
+  ``auto`` may use it is paid once too.
 - ``compiled``: the model reshaped to one static input shape (static shapes compile to the fastest kernels)
   and compiled for this CPU, exported; per shape, precision, thread count and CPU. Loading one takes ~0.1 s
   where compiling takes ~0.5 s and converting ~5 s. The newest ``MAX_COMPILED`` entries are kept (each holds
@@ -20,9 +22,12 @@ import functools
 import hashlib
 import importlib.resources
 import logging
+import math
 import os
+import sys
 import tempfile
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,24 +76,63 @@ def calibration_batches() -> list[np.ndarray]:
     return out
 
 
+@contextlib.contextmanager
+def _quiet_conversion() -> Iterator[None]:
+    """Hide what converting prints that users cannot act on: torch.jit.trace's FutureWarning (OpenVINO's
+    converter traces the module) and torch's C++-extension log lines probing for CUDA."""
+    loggers = [logging.getLogger(name) for name in ("torch.utils.cpp_extension", "torch._dynamo")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def convert(body: nn.Module) -> Any:
     """The fp32 torch ``body`` as an OpenVINO model with input ``N x 3 x H x W`` (all dynamic but channels).
     A module attribute so tests can count conversions."""
     import openvino as ov
 
     example = torch.zeros(1, 3, 64, 64)
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_conversion():
         return ov.convert_model(body, example_input=example, input=[ov.PartialShape([-1, 3, -1, -1])])
 
 
 def quantize(model: Any) -> Any:
     """Post-training int8 quantisation by NNCF, activations calibrated on the shipped crops. MIXED preset:
-    symmetric weights, asymmetric activations (the body's input and output are signed, its inner ones not)."""
+    symmetric weights, asymmetric activations (the body's input and output are signed, its inner ones not).
+    NNCF's progress bars go to stderr, never into a pipeline's stdout."""
     import nncf
 
     batches = calibration_batches()
     dataset = nncf.Dataset(batches)
-    return nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches))
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches))
+
+
+def int8_psnr(body: nn.Module, run: Callable[[np.ndarray], np.ndarray], *, residual: bool = True) -> float:
+    """How close a quantised model stays to the float one: PSNR (dB, on the [-1, 1] scale, MSE pooled over
+    every calibration crop) of the crops deblurred through ``run`` (the compiled int8 body: array in, array
+    out) against the same crops through the fp32 PyTorch ``body``. ``residual``: the body is a generator's
+    residual branch, so both are finished as the Deblurrer does (input + body, clamped to [-1, 1])."""
+    squared, count = 0.0, 0
+    with torch.inference_mode():
+        for batch in calibration_batches():
+            x = torch.from_numpy(batch)
+            want = body(x).float()
+            got = torch.from_numpy(np.array(run(batch), dtype=np.float32, copy=True))
+            if residual:
+                want, got = torch.clamp(x + want, -1.0, 1.0), torch.clamp(x + got, -1.0, 1.0)
+            squared += float(((got - want).double() ** 2).sum())
+            count += want.numel()
+    mse = squared / count
+    return math.inf if mse == 0.0 else 10.0 * math.log10(4.0 / mse)
 
 
 def _ir_bytes(model: Any) -> dict[str, bytes]:
@@ -122,6 +166,7 @@ class OpenVinoRunner:
     bf16 (as ``devices.resolve_precision('auto')`` would pick) or fp32. ``identity`` names the weights
     (``weights``: their sha256; ``fused``); ``threads`` the CPU threads, as torch's. ``warn`` hears cache
     problems (a corrupt entry rebuilt, an unwritable folder). ``conversions`` counts models built here.
+    ``residual``: ``body`` is a generator's residual branch (how :attr:`quality_db` finishes its outputs).
     """
 
     def __init__(
@@ -133,6 +178,7 @@ class OpenVinoRunner:
         identity: Mapping[str, str],
         threads: int,
         warn: Warn,
+        residual: bool = True,
     ) -> None:
         import openvino as ov
 
@@ -159,7 +205,10 @@ class OpenVinoRunner:
         }
         if precision == "int8":
             self.model_key["calibration"] = calibration_digest()
+            self.model_key["check"] = "int8_psnr-1"  # how the stored quality was measured
+        self.residual = residual
         self._model: Any = None
+        self._quality: float | None = None
         self._compiled: dict[tuple[int, ...], Any] = {}
         self.conversions = 0
         self.compilations = 0
@@ -184,13 +233,35 @@ class OpenVinoRunner:
                 try:
                     weights = self._ov.Tensor(np.frombuffer(parts["bin"], np.uint8))
                     model = self._core.read_model(model=parts["xml"].decode(), weights=weights)
-                except (RuntimeError, KeyError, UnicodeDecodeError) as e:
+                    if self.precision == "int8":
+                        self._quality = float(parts["check"].decode())
+                except (RuntimeError, KeyError, ValueError) as e:  # UnicodeDecodeError is a ValueError
                     self.warn(f"cache entry {path} could not be loaded ({e}); rebuilding it")
+                    model = None
             if model is None:
                 model = self._build_model()
-                write_entry(path, self.model_key, _ir_bytes(model), self.warn)
+                self._model = model
+                entry = _ir_bytes(model)
+                if self.precision == "int8":
+                    self._quality = self._measure_quality()
+                    entry["check"] = repr(self._quality).encode()
+                write_entry(path, self.model_key, entry, self.warn)
             self._model = model
         return self._model
+
+    def _measure_quality(self) -> float:
+        shape = (1, *calibration_batches()[0].shape[1:])
+        compiled = self.compiled(shape)
+        return int8_psnr(self.body, lambda batch: compiled(batch)[0], residual=self.residual)
+
+    @property
+    def quality_db(self) -> float | None:
+        """int8: PSNR (dB) of its deblurred calibration crops against the fp32 PyTorch model's
+        (:func:`int8_psnr`), measured once when quantised and kept in the cache; None for fp32/bf16."""
+        if self.precision != "int8":
+            return None
+        self.source_model()
+        return self._quality
 
     # -- level 2: compiled per shape -------------------------------------------------------------------------
 
