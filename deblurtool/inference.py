@@ -250,14 +250,10 @@ class Deblurrer:
             warn=self._warn,
             residual=self._body is not None,
         )
-        self._runner = runner
+        self._runner = runner  # callers reset it if this raises
         started = time.perf_counter()
-        try:
-            self._check_engine()
-            runner.quality_db  # noqa: B018 (int8: built and measured now, inside the timing)
-        except Exception:
-            self._runner = None
-            raise
+        self._check_engine()
+        runner.quality_db  # noqa: B018 (int8: built and measured now, inside the timing)
         if runner.conversions:
             took = time.perf_counter() - started
             self.notes.append(

@@ -22,7 +22,6 @@ import functools
 import hashlib
 import importlib.resources
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -121,7 +120,9 @@ def int8_psnr(body: nn.Module, run: Callable[[np.ndarray], np.ndarray], *, resid
     every calibration crop) of the crops deblurred through ``run`` (the compiled int8 body: array in, array
     out) against the same crops through the fp32 PyTorch ``body``. ``residual``: the body is a generator's
     residual branch, so both are finished as the Deblurrer does (input + body, clamped to [-1, 1])."""
-    squared, count = 0.0, 0
+    from deblurtool.metrics import psnr
+
+    wants, gots = [], []
     with torch.inference_mode():
         for batch in calibration_batches():
             x = torch.from_numpy(batch)
@@ -129,10 +130,9 @@ def int8_psnr(body: nn.Module, run: Callable[[np.ndarray], np.ndarray], *, resid
             got = torch.from_numpy(np.array(run(batch), dtype=np.float32, copy=True))
             if residual:
                 want, got = torch.clamp(x + want, -1.0, 1.0), torch.clamp(x + got, -1.0, 1.0)
-            squared += float(((got - want).double() ** 2).sum())
-            count += want.numel()
-    mse = squared / count
-    return math.inf if mse == 0.0 else 10.0 * math.log10(4.0 / mse)
+            wants.append(want)
+            gots.append(got)
+    return psnr(torch.cat(gots), torch.cat(wants), data_range=2.0)  # one MSE over all crops
 
 
 def _ir_bytes(model: Any) -> dict[str, bytes]:
