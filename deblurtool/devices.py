@@ -13,7 +13,7 @@ with a note if it fails), else PyTorch. Precision int8 exists only on OpenVINO (
 with OpenVINO and NNCF, precision ``auto`` is int8: the model quantised once from the weights and kept only
 if it stays within ``inference.INT8_MIN_PSNR`` of the fp32 model on the calibration crops (else the float
 model runs, with a note). int8 ran the 720p sample clip end to end 2.1x faster than eager bf16 on an AMD
-EPYC and 6.75x on an Intel Xeon without AMX, within 0.05 dB of fp32 on real GoPro pairs (README, "CPU
+EPYC and 6.75x on an Intel Xeon without AMX, within 0.07 dB of fp32 on real GoPro pairs (README, "CPU
 engines").
 """
 

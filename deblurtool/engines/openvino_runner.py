@@ -103,16 +103,19 @@ def convert(body: nn.Module) -> Any:
         return ov.convert_model(body, example_input=example, input=[ov.PartialShape([-1, 3, -1, -1])])
 
 
-def quantize(model: Any) -> Any:
-    """Post-training int8 quantisation by NNCF, activations calibrated on the shipped crops. MIXED preset:
-    symmetric weights, asymmetric activations (the body's input and output are signed, its inner ones not).
-    NNCF's progress bars go to stderr, never into a pipeline's stdout."""
+def quantize(model: Any, preset: str = "MIXED") -> Any:
+    """Post-training int8 quantisation by NNCF, activations calibrated on the shipped crops. ``preset``: an
+    ``nncf.QuantizationPreset`` name; MIXED (the default's): symmetric weights, asymmetric activations (the
+    body's input and output are signed, its inner ones not). NNCF's progress bars go to stderr, never into a
+    pipeline's stdout."""
     import nncf
 
     batches = calibration_batches()
     dataset = nncf.Dataset(batches)
     with contextlib.redirect_stdout(sys.stderr):
-        return nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches))
+        return nncf.quantize(
+            model, dataset, preset=getattr(nncf.QuantizationPreset, preset), subset_size=len(batches)
+        )
 
 
 def int8_psnr(body: nn.Module, run: Callable[[np.ndarray], np.ndarray], *, residual: bool = True) -> float:
