@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from deblurtool.errors import DeblurError
 
@@ -84,3 +85,20 @@ class EncodeConfig:
     def __post_init__(self) -> None:
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise DeblurError(f"--crf must be between 0 and 63, got {self.crf}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model runs and how, decided once per command and passed whole to the local run, the Ray workers
+    and bench: ``weights`` (a generator file; None: the shipped default), ``runtime`` (device, precision,
+    engine), ``tile`` (None: the device's default tiling per frame size) and ``strength`` (blend of the
+    model's output with its input per pixel, 1 = the model's output, 0 = the input unchanged)."""
+
+    weights: Path | None = None
+    runtime: RuntimeConfig = RuntimeConfig()
+    tile: TileConfig | None = None
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise DeblurError(f"--strength must be between 0 and 1, got {self.strength}")
