@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from deblurtool.commands.common import state
+from deblurtool.errors import EXIT_CODES_HELP, Terminated
 
 # Typer's rich help keeps a docstring's line breaks, so paragraphs are joined without them.
 HELP = "\n\n".join(
@@ -22,8 +23,9 @@ HELP = "\n\n".join(
         "their audio, timing and size.",
         "Start with: deblurtool video IN.mp4 OUT.mp4, or deblurtool folder IN_DIR OUT_DIR. "
         "Each command's --help explains its options.",
-        "Exit codes: 0 all done; 1 some inputs failed (the rest were done); 2 usage or unusable input; "
-        "130 interrupted.",
+        EXIT_CODES_HELP,
+        "Results (summaries, tables) go to stdout; the model: and note: lines, warnings, progress and "
+        "errors to stderr.",
     ]
 )
 
@@ -80,12 +82,12 @@ def main(
     ] = False,
 ) -> None:
     state.debug = debug
-    # SIGTERM (e.g. `kill`, `docker stop`) takes the Ctrl-C path: threads stop, temp files go, exit 130.
+    # SIGTERM (e.g. `kill`, `docker stop`) takes the Ctrl-C path (threads stop, temp files go), exit 143.
     signal.signal(signal.SIGTERM, _terminate)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def reflow(doc: str | None) -> str | None:
@@ -102,11 +104,13 @@ def reflow(doc: str | None) -> str | None:
 
 def _register() -> None:
     # Each command lives in its own module; training code is imported only inside `train`.
-    from deblurtool.commands import bench, cache, folder, synth, train, video
+    from deblurtool.commands import bench, cache, compare, folder, models, synth, train, video
 
     for name, fn in (
         ("video", video.video),
         ("folder", folder.folder),
+        ("compare", compare.compare),
+        ("models", models.models),
         ("train", train.train),
         ("bench", bench.bench),
         ("synth", synth.synth),

@@ -1,20 +1,12 @@
-"""Where the model runs and in which number format, and the default tiling for that device.
+"""What the device has and the number format the model runs in there: facts and the precision they imply.
 
 Precision ``auto``: fp16 on CUDA (tensor cores on every CUDA GPU); on a CPU, bf16 where the CPU has native
-bf16 instructions (AVX512_BF16 / AMX on x86, the BF16 extension on Arm) AND a one-off 0.1 s probe confirms
-that bf16 convolutions actually beat fp32 here, else fp32. The probe exists because "native" is not "fast":
-on an AMD EPYC (AVX512_BF16) bf16 ran the generator 2.4x faster than fp32, while on an Intel Xeon with
-AVX512_BF16 but no AMX it ran 1.6x slower (measured on the project's machines, 1 thread, CPU time).
-fp16 on a CPU is allowed when asked for, with a warning: emulated there, measured ~3000x slower than bf16.
+bf16 instructions (AVX512_BF16 / AMX on x86, the BF16 extension on Arm) AND a one-off probe confirms that
+bf16 convolutions actually beat fp32 here, else fp32. The probe exists because "native" is not "fast": on
+some CPUs with AVX512_BF16 but no AMX, bf16 convolutions run slower than fp32. fp16 on a CPU is allowed when
+asked for, with a warning: it is emulated there and slow.
 
-Engine ``auto`` (:func:`resolve_engine`): PyTorch on CUDA (the GPU path is PyTorch fp16); on a CPU OpenVINO
-where it is installed (the Deblurrer then checks its output against PyTorch fp32 and falls back to PyTorch
-with a note if it fails), else PyTorch. Precision int8 exists only on OpenVINO (NNCF quantisation). On a CPU
-with OpenVINO and NNCF, precision ``auto`` is int8: the model quantised once from the weights and kept only
-if it stays within ``inference.INT8_MIN_PSNR`` of the fp32 model on the calibration crops (else the float
-model runs, with a note). int8 ran the 720p sample clip end to end 2.1x faster than eager bf16 on an AMD
-EPYC and 6.75x on an Intel Xeon without AMX, within 0.07 dB of fp32 on real GoPro pairs (README, "CPU
-engines").
+Which engine runs (PyTorch or OpenVINO, int8 included) is decided in ``engines.select``, from these facts.
 """
 
 from __future__ import annotations
@@ -26,7 +18,6 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,16 +29,15 @@ _CPUINFO = Path("/proc/cpuinfo")
 _X86 = ("x86_64", "amd64", "i386", "i686", "x86")
 _NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
-# Whole frames up to this many pixels on the CPU (4K UHD): one big tile redoes no overlap (256-pixel tiles
-# with overlap 32 compute 1.71x the pixels of a 720p frame and took 1.5x the time). Beyond it, or beyond
-# half the RAM, tiles keep activations bounded: a whole fp32 frame peaks at ~550 bytes per pixel measured
-# (~4.6 GB for 4K), so ``CPU_BYTES_PER_PIXEL`` leaves some margin.
+# Whole frames up to this many pixels on the CPU (4K UHD): one big tile redoes no overlap, where tiles
+# recompute theirs and gain no speed per pixel on a CPU. Beyond it, or beyond half the RAM, tiles keep
+# activations bounded: ``CPU_BYTES_PER_PIXEL`` is a whole fp32 frame's peak memory per pixel, with a margin.
 CPU_WHOLE_FRAME_MAX_PIXELS = 3840 * 2160
 CPU_BYTES_PER_PIXEL = 640
 CPU_TILES = TileConfig(tile_size=256, tile_overlap=32, batch_size=1)
 CPU_WHOLE_FRAME = TileConfig(tile_size=0, tile_overlap=0, batch_size=1)
-# CUDA: memory-safe for any GPU worth using (about 1 GB of fp16 activations per batch of 8 tiles of 256);
-# the out-of-memory back-off in inference.Deblurrer handles smaller cards.
+# CUDA: memory-safe for any GPU worth using (a batch of 8 tiles of 256 in fp16); the out-of-memory
+# back-off in inference.Deblurrer handles smaller cards.
 CUDA_TILES = TileConfig(tile_size=256, tile_overlap=32, batch_size=8)
 
 # The one mapping between precision names (``config.PRECISIONS`` less ``auto``) and torch dtypes.
@@ -190,8 +180,8 @@ def precision_notes(dtype: torch.dtype, device: torch.device, spec: str | None =
         notes.append("precision auto chose fp32: bf16 convolutions measured slower than fp32 on this CPU")
     if device.type == "cpu" and dtype == torch.float16:
         notes.append(
-            "warning: fp16 on a CPU is emulated and extremely slow (~3000x slower than bf16 measured on "
-            "AVX-512 CPUs); prefer --precision auto, bf16 or fp32"
+            "warning: fp16 is slow on this CPU (emulated, no fast fp16 kernels); --precision auto runs bf16 "
+            "or fp32 here"
         )
     if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
         notes.append("warning: this CPU has no native bf16, so bf16 is emulated and may be slower than fp32")
@@ -217,9 +207,9 @@ def default_tile_config(device: torch.device, frame_hw: tuple[int, int] | None =
     """The fastest tiling at equal quality for ``device`` and a frame of ``frame_hw`` (height, width).
 
     CPU: whole frames up to ``cpu_whole_frame_max_pixels()`` (tiles recompute their overlaps and gain no
-    speed per pixel on a CPU), 256-pixel tiles beyond. CUDA: 256-pixel tiles, batch 8. With BN folded into
-    the convs a tile's output does not depend on batch statistics, so whole frames and tiles give nearly the
-    same pixels. ``frame_hw`` None: assume a frame that fits whole.
+    speed per pixel on a CPU), 256-pixel tiles beyond. CUDA: 256-pixel tiles, batch 8. With no batch
+    statistics at inference (BatchNorm folded, or LayerNorm) a tile's output does not depend on the batch, so
+    whole frames and tiles give nearly the same pixels. ``frame_hw`` None: assume a frame that fits whole.
     """
     if device.type == "cuda":
         return CUDA_TILES
@@ -241,69 +231,6 @@ def module_available(name: str) -> bool:
     except (ImportError, OSError):
         return False
     return True
-
-
-@dataclass(frozen=True)
-class EngineChoice:
-    """What runs: ``engine`` torch|openvino, ``precision`` fp32|bf16|fp16|int8, ``dtype`` the torch dtype the
-    PyTorch model is held in (float32 under OpenVINO: the source of its conversion and its check), and
-    ``notes`` saying why ``auto`` chose as it did where that is not obvious."""
-
-    engine: str
-    precision: str
-    dtype: torch.dtype
-    notes: tuple[str, ...] = ()
-    # int8 picked by precision ``auto`` (not asked for): the Deblurrer keeps it only if it passes its
-    # quality check, else runs OpenVINO's float model with a note.
-    int8_by_auto: bool = False
-
-
-def resolve_engine(engine: str, precision: str, device: torch.device) -> EngineChoice:
-    """``engine`` auto|torch|openvino and ``precision`` (RuntimeConfig's spellings) -> what runs on
-    ``device``.
-
-    auto: PyTorch on CUDA; on a CPU OpenVINO if it imports, else PyTorch with a note. Precision auto on
-    OpenVINO is int8 where NNCF imports (``int8_by_auto``: kept only if it passes the Deblurrer's quality
-    check), else the float precision :func:`resolve_precision` picks (bf16 where native and measured
-    faster, else fp32), with a note; on PyTorch it follows :func:`resolve_precision`. int8 is OpenVINO's
-    (needs NNCF); fp16 on a CPU stays with PyTorch (auto) or is refused (openvino). Errors are one line
-    saying what to install or change.
-    """
-    if device.type != "cpu" or engine == "torch":
-        if precision == "int8":
-            raise DeblurError(
-                "--precision int8 runs on OpenVINO on a CPU: use --device cpu and --engine auto"
-            )
-        if engine == "openvino":
-            raise DeblurError("--engine openvino runs on the CPU; the GPU path is PyTorch: use --device cpu")
-        dtype = resolve_precision(precision, device)
-        return EngineChoice("torch", precision_name(dtype), dtype)
-    has_ov = module_available("openvino")
-    if engine == "auto" and precision == "fp16":
-        return EngineChoice("torch", "fp16", torch.float16, ("engine auto chose torch: fp16 is PyTorch's",))
-    if not has_ov:
-        if engine == "openvino" or precision == "int8":
-            asked = "--engine openvino" if engine == "openvino" else "--precision int8"
-            raise DeblurError(f"{asked} needs OpenVINO, which is not installed: {INSTALL_OPENVINO}")
-        dtype = resolve_precision(precision, device)
-        note = f"OpenVINO is not installed: running PyTorch (engine torch); {INSTALL_OPENVINO}"
-        return EngineChoice("torch", precision_name(dtype), dtype, (note,))
-    if precision == "fp16":
-        raise DeblurError("--precision fp16 is not an OpenVINO CPU precision: use auto, fp32, bf16 or int8")
-    if precision == "int8":
-        if not module_available("nncf"):
-            raise DeblurError(f"--precision int8 needs NNCF, which is not installed: {INSTALL_NNCF}")
-        return EngineChoice("openvino", "int8", torch.float32)
-    float_name = precision_name(resolve_precision(precision, device))
-    if precision == "auto":
-        if module_available("nncf"):
-            return EngineChoice("openvino", "int8", torch.float32, int8_by_auto=True)
-        note = (
-            f"NNCF is not installed, so precision auto runs OpenVINO {float_name} instead of int8 "
-            f"(2-7x faster on the CPUs measured); {INSTALL_NNCF}"
-        )
-        return EngineChoice("openvino", float_name, torch.float32, (note,))
-    return EngineChoice("openvino", float_name, torch.float32)
 
 
 @functools.cache

@@ -1,11 +1,11 @@
 """PSNR and SSIM over blur/sharp pairs: the one scoring loop behind ``deblurtool bench --metrics`` and the
 trainer's evaluation.
 
-A model is scored through deblurtool's own ``Deblurrer`` (what users run is what is scored: the same BN
-folding, tiling, precision and 8-bit rounding), on uint8 images, with ``deblurtool.metrics``. The protocol
-is part of the number: ``resize`` None (or 0) scores full-resolution frames; ``resize=S`` scores frames
-resized to SxS with INTER_AREA, blur and sharp alike, and runs the model on the resized blur (the DeblurGAN
-report's protocol: resizing removes most of the blur, so it scores higher).
+A model is scored through deblurtool's own ``Deblurrer`` (what users run is what is scored: the same
+inference fusion, tiling, precision and 8-bit rounding), on uint8 images, with ``deblurtool.metrics``.
+The protocol is part of the number: ``resize`` None (or 0) scores full-resolution frames; ``resize=S``
+scores frames resized to SxS with INTER_AREA, blur and sharp alike, and runs the model on the resized blur
+(the DeblurGAN report's protocol: resizing removes most of the blur, so it scores higher).
 """
 
 from __future__ import annotations
@@ -106,13 +106,14 @@ def evaluate_generator(
     runtime: RuntimeConfig | None = None,
     resize: int | None = None,
 ) -> Scores:
-    """Scores of ``model`` (a ResnetGenerator; left untouched: the Deblurrer works on a BN-folded copy).
+    """Scores of ``model`` (a generator of a registered architecture; left untouched: the Deblurrer runs its
+    inference-fused copy).
 
     ``tile`` None uses the device's default tiling, as ``deblurtool folder`` does.
     """
     from deblurtool.inference import Deblurrer
 
-    return score_pairs(pairs, Deblurrer(model, tile, runtime).deblur_array, resize=resize)
+    return score_pairs(pairs, Deblurrer.from_model(model, tile, runtime).deblur_array, resize=resize)
 
 
 def sharp_input_psnr(pairs: Sequence[Pair], restore: Restore, *, resize: int | None = None) -> list[float]:

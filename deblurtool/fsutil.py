@@ -1,11 +1,14 @@
 """Finished files only: every output is written under a temporary name beside it and renamed when complete.
 
-One temporary naming scheme for the whole tool: ``.NAME.<pid>.<8 hex>.tmp<SUFFIX>`` in the final file's
-folder (hidden; the writer's pid for people looking at the folder; a random token so threads and processes
-never collide; the final suffix kept last, so FFmpeg and OpenCV pick the format from the name). While it is
-being written the temporary file holds an exclusive ``flock``: the kernel drops it when the owner exits, even
-on SIGKILL or a power cut, so :func:`remove_stale_temps` removes exactly the temporary files whose owner is
-gone and never one that another running process is still writing (a pid alone would be reused).
+One temporary naming scheme for the whole tool: ``.NAME.<hash>.<token>.tmp<SUFFIX>`` in the final file's
+folder (hidden; ``NAME`` the final name, cut short where the whole would pass the file system's limit on a
+name, so any name the file system accepts can be written; ``hash`` 10 hex of the sha256 of the final name,
+which ties the temporary file to it even when ``NAME`` is cut; a random ``token`` of 8 hex so threads and
+processes never collide; the final suffix kept last, so FFmpeg and OpenCV pick the format from the name).
+While it is being written the temporary file holds an exclusive ``flock``: the kernel drops it when the owner
+exits, even on SIGKILL or a power cut, so :func:`remove_stale_temps` removes exactly the temporary files
+whose owner is gone and never one that another running process is still writing (a pid alone would be
+reused). Temporary files of earlier versions (``.NAME.<pid>[.<token>].tmp<SUFFIX>``) are recognised too.
 
 Output locks (:func:`output_lock`) use the same kernel locks on a small ``.deblurtool.lock`` file, so that two
 jobs never write into the same output: the second is refused with a line naming the first one's pid.
@@ -14,6 +17,7 @@ jobs never write into the same output: the second is refused with a line naming 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -27,21 +31,103 @@ from deblurtool.errors import OutputError, one_line
 if sys.platform != "win32":  # no flock on Windows: there stale temporary files are left alone
     import fcntl
 
-# The middle of a temporary name: the owner's pid, then the random token (without the token: written by
-# deblurtool 0.1, which left such files on a hard kill too).
-_MIDDLE = r"\d+(?:\.[0-9a-f]{8})?"
-_TEMP_NAME = re.compile(rf"\.(?P<name>.+?)\.{_MIDDLE}\.tmp(?P<suffix>(?:\.[^.]*)?)")
+NAME_MAX = 255  # the usual limit on one name, in bytes (ext4, XFS, Btrfs, APFS, NTFS in UTF-16 units)
+_HASH_HEX = 10
+_TOKEN_HEX = 8
+_MAX_SUFFIX = 32  # a longer "suffix" is not a format's: not repeated in the temporary name
+
+# This version's temporary names: ``.NAME.<hash>.<token>.tmp<SUFFIX>`` (NAME possibly cut short, or empty).
+_TEMP_NAME = re.compile(
+    r"\.(?:(?P<name>.*)\.)?"
+    rf"(?P<hash>[0-9a-f]{{{_HASH_HEX}}})\.[0-9a-f]{{{_TOKEN_HEX}}}\.tmp(?P<suffix>(?:\.[^.]*)?)",
+    re.DOTALL,
+)
+# Earlier versions': ``.NAME.<pid>.<token>.tmp<SUFFIX>``, and without the token (deblurtool 0.1).
+_OLD_MIDDLE = r"\d+(?:\.[0-9a-f]{8})?"
+_OLD_TEMP_NAME = re.compile(rf"\.(?P<name>.+?)\.{_OLD_MIDDLE}\.tmp(?P<suffix>(?:\.[^.]*)?)", re.DOTALL)
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name (bytes) ``folder``'s file system takes: ``NAME_MAX`` where it cannot tell."""
+    try:
+        return min(int(os.pathconf(folder, "PC_NAME_MAX")), 4096)
+    except (OSError, ValueError, AttributeError):  # no such folder (yet), no pathconf (Windows)
+        return NAME_MAX
+
+
+def _name_bytes(name: str) -> int:
+    return len(os.fsencode(name))
+
+
+def _cut(name: str, limit: int) -> str:
+    """``name``'s longest beginning of at most ``limit`` bytes (whole characters)."""
+    if _name_bytes(name) <= limit:
+        return name
+    if limit <= 0:
+        return ""
+    lo, hi = 0, len(name)
+    while lo < hi:  # the longest prefix that fits
+        mid = (lo + hi + 1) // 2
+        if _name_bytes(name[:mid]) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return name[:lo]
+
+
+def name_hash(name: str) -> str:
+    """A short hex digest of a file name: names a hidden file that belongs to it when the whole name cannot
+    be repeated (:func:`temp_name`, :func:`lock_path`)."""
+    return hashlib.sha256(os.fsencode(name)).hexdigest()[:_HASH_HEX]
+
+
+def _temp_suffix(final_name: str) -> str:
+    suffix = Path(final_name).suffix
+    return suffix if _name_bytes(suffix) <= _MAX_SUFFIX else ""
+
+
+def side_name(final: Path, tag: str) -> Path:
+    """A hidden name beside ``final`` that ends in ``tag`` and belongs to it: ``.NAME<tag>`` where that fits
+    the file system's limit on a name, else ``.<NAME cut short>.<hash of NAME><tag>`` (still unique to it)."""
+    limit = name_max(final.parent)
+    whole = f".{final.name}{tag}"
+    if _name_bytes(whole) <= limit:
+        return final.with_name(whole)
+    tail = f".{name_hash(final.name)}{tag}"
+    head = _cut(final.name, limit - 1 - _name_bytes(tail))
+    return final.with_name(f".{head}{tail}")
 
 
 def temp_name(final: Path) -> Path:
-    """A new temporary name beside ``final`` (nothing is created)."""
-    return final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{final.suffix}")
+    """A new temporary name beside ``final`` (nothing is created); never longer than the file system allows
+    (see the module docstring)."""
+    tail = f".{name_hash(final.name)}.{secrets.token_hex(_TOKEN_HEX // 2)}.tmp{_temp_suffix(final.name)}"
+    head = _cut(final.name, name_max(final.parent) - 1 - _name_bytes(tail))  # 1: the leading dot
+    return final.with_name(f".{head}{tail}" if head else tail)
 
 
 def is_temp_of(path: Path, final_name: str) -> bool:
-    """Whether ``path`` is named as a temporary file of a final file called ``final_name``."""
+    """Whether ``path`` is named as a temporary file of a final file called ``final_name`` (by this version
+    or an earlier one)."""
+    m = _TEMP_NAME.fullmatch(path.name)
+    if m:
+        return (
+            m["hash"] == name_hash(final_name)
+            and m["suffix"] == _temp_suffix(final_name)
+            and final_name.startswith(m["name"] or "")
+        )
     final = re.escape(f".{final_name}.")
-    return re.fullmatch(final + _MIDDLE + re.escape(f".tmp{Path(final_name).suffix}"), path.name) is not None
+    return (
+        re.fullmatch(final + _OLD_MIDDLE + re.escape(f".tmp{Path(final_name).suffix}"), path.name) is not None
+    )
+
+
+def _looks_like_temp(name: str) -> bool:
+    """Whether ``name`` is named as one of our temporary files (of whatever final name)."""
+    if _TEMP_NAME.fullmatch(name):
+        return True
+    m = _OLD_TEMP_NAME.fullmatch(name)
+    return m is not None and m["suffix"] == Path(m["name"]).suffix
 
 
 # -- temporary files -----------------------------------------------------------------------------------------
@@ -153,9 +239,8 @@ def _remove_if_stale(path: Path) -> bool:
 def remove_stale_temps(final: Path) -> int:
     """Remove the temporary files of ``final`` left by writers that are gone (killed, crashed); return how
     many. Files another process is still writing are kept."""
-    prefix = f".{final.name}."
     try:
-        candidates = [p for p in final.parent.iterdir() if p.name.startswith(prefix)]
+        candidates = [p for p in final.parent.iterdir() if p.name.startswith(".")]
     except OSError:
         return 0
     return sum(_remove_if_stale(p) for p in candidates if is_temp_of(p, final.name))
@@ -166,8 +251,7 @@ def remove_stale_temps_under(folder: Path) -> int:
     removed = 0
     for root, _dirs, files in os.walk(folder):
         for name in files:
-            m = _TEMP_NAME.fullmatch(name)
-            if m and m["suffix"] == Path(m["name"]).suffix:
+            if name.startswith(".") and _looks_like_temp(name):
                 removed += _remove_if_stale(Path(root, name))
     return removed
 
@@ -216,8 +300,9 @@ LOCK_NAME = ".deblurtool.lock"
 
 def lock_path(target: Path) -> Path:
     """Where the lock of ``target`` lives: ``FOLDER/.deblurtool.lock`` for a folder, ``.NAME.deblurtool.lock``
-    beside a file (a folder may hold several outputs, each written by its own job)."""
-    return target / LOCK_NAME if target.is_dir() else target.with_name(f".{target.name}{LOCK_NAME}")
+    beside a file (a folder may hold several outputs, each written by its own job), with NAME cut short and
+    hashed where the whole would be too long a name (:func:`side_name`)."""
+    return target / LOCK_NAME if target.is_dir() else side_name(target, LOCK_NAME)
 
 
 def _holder(path: Path) -> tuple[int, str] | None:

@@ -1,8 +1,9 @@
 """The command line's output: its two consoles, its progress bars and the shapes of its lines.
 
 Only commands (``deblurtool/commands/``) use this module. Library code never prints: it logs, or returns
-notes and results that a command prints here. Results (the model line, summaries, tables) go to stdout;
-progress, notes and errors to stderr, so ``deblurtool ... > log`` keeps the results clean.
+notes and results that a command prints here. Results (summaries, tables) go to stdout; diagnostics (the
+``model:`` line, notes, warnings, progress and errors) to stderr, so ``deblurtool ... > results`` keeps the
+results clean.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def say(text: str) -> None:
 
 
 def tell(text: str) -> None:
-    """A progress line on stderr ("timing ...", "wrote ..."), as it is."""
+    """A diagnostic line on stderr (``model: ...``, ``note: ...``, "timing ..."), as it is."""
     err.print(text, markup=False, soft_wrap=True)
 
 
@@ -46,13 +47,14 @@ def note(text: str, *, console: Console = err) -> None:
     console.print(f"[yellow]note:[/] {escape(text)}", soft_wrap=True)
 
 
-def error(message: str) -> None:
-    """``error: message`` on stderr: the one line a failed command ends with."""
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+def error(message: str, *, label: str = "error") -> None:
+    """``error: message`` on stderr: the one line a failed command ends with (``internal error:`` for a
+    bug)."""
+    err.print(f"[bold red]{label}:[/] {escape(message)}", soft_wrap=True)
 
 
-def interrupted() -> None:
-    err.print("[yellow]interrupted[/]")
+def interrupted(word: str = "interrupted") -> None:
+    err.print(f"[yellow]{word}[/]")
 
 
 def print_table(table: Table) -> None:

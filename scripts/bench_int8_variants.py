@@ -13,14 +13,14 @@ import numpy as np
 import openvino as ov
 import torch
 
-from deblurtool.config import RuntimeConfig
 from deblurtool.engines import openvino_runner as ovr
-from deblurtool.inference import Deblurrer
+from deblurtool.engines.select import residual_module
+from deblurtool.models.weights import load_generator
 
 
 def main() -> None:
     torch.set_num_threads(2)
-    body = Deblurrer.from_weights(None, None, RuntimeConfig("cpu", "fp32", "torch")).body
+    body = residual_module(load_generator(None))
     source = ovr.convert(body)
     core = ov.Core()
     frame = np.random.default_rng(0).uniform(-1, 1, (1, 3, 720, 1280)).astype(np.float32)
@@ -46,7 +46,7 @@ def main() -> None:
                 run(frame)
                 times.append(time.perf_counter() - t)
             crop_model = compiled[crops[0].shape]
-            quality = ovr.int8_psnr(body, lambda b, c=crop_model: c(b)[0])
+            quality = ovr.int8_psnr(body, lambda b: crop_model(b)[0])  # noqa: B023 (used at once)
             print(f"{preset:12s} hint {hint:5s} {1000 * np.median(times):7.0f} ms  quality {quality:.1f} dB")
 
 

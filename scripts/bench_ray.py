@@ -42,7 +42,7 @@ import av
 import cv2
 import numpy as np
 
-from deblurtool.config import EncodeConfig, RuntimeConfig
+from deblurtool.config import EncodeConfig, ModelSpec, RuntimeConfig
 from deblurtool.errors import DeblurError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "GOPR0384_11_00_blur.mp4"
@@ -137,7 +137,7 @@ def run_ray(src: Path, dst: Path, weights: Path | None, encode: EncodeConfig, ch
             if not ready:
                 ready.append(time.perf_counter() - started)
 
-    spec = worker_spec(weights, None, RuntimeConfig(device="cpu"), encode)
+    spec = worker_spec(ModelSpec(weights, RuntimeConfig(device="cpu")), encode)
     workers_pids: set[int] = set()
     with same_priority(workers_pids):
         outcome = run_ray_folder(

@@ -338,7 +338,7 @@ def test_load_model_refusals(no_default_weights: None) -> None:
     with pytest.raises(WeightsError, match="trained weights"):
         bench.load_model(None, allow_untrained=False)
     model, info = bench.load_model(None, allow_untrained=True)
-    assert isinstance(model, ResnetGenerator) and info["trained"] is False
+    assert isinstance(model, ResnetGenerator) and info.trained is False
 
 
 def test_missing_weights_named_by_the_environment_is_an_error(
@@ -478,3 +478,82 @@ def test_bench_engine_names_are_checked() -> None:
     assert code == 2 and "--engine must be auto, torch, openvino, all, or a list of" in output
     code, output = _invoke(["--engine", "all", "--precision", "bf16", "--device", "cpu"])
     assert code == 2 and "measures every precision" in output
+
+
+# --- models side by side, the cache, the legends ---
+
+
+def test_models_side_by_side_on_a_frame_and_a_video(tmp_path: Path, video_factory) -> None:  # type: ignore[no-untyped-def]
+    """Two architectures in one run, each as video runs it; with --video, end to end over the clip."""
+    from test_registry import tiny_nafunet
+
+    resnet = _tiny_weights(tmp_path / "resnet.safetensors")
+    naf = tmp_path / "naf.safetensors"
+    wmod.save_generator(tiny_nafunet(seed=1), naf)
+    spec = video_factory("clip.mp4", frames=3)
+    out = tmp_path / "models.json"
+    code, output = _invoke(["--weights", str(resnet), "--weights", str(naf), "--device", "cpu", "--engine",
+                            "torch", "--resolution", "40x24", "--runs", "1", "--video", str(spec.path),
+                            "--json", str(out)])  # fmt: skip
+    assert code == 0, output
+    m = json.loads(out.read_text())["models"]
+    assert [r["name"] for r in m["rows"]] == ["resnet.safetensors", "naf.safetensors"]
+    assert [r["weights"]["arch"] for r in m["rows"]] == ["resnet9", "nafunet"]
+    for r in m["rows"]:
+        assert (
+            r["engine"] == "torch" and r["ms_per_frame"] > 0 and r["video_frames"] == 3 and r["video_s"] > 0
+        )
+    assert m["rows"][0]["speedup_vs_first"] == 1.0 and m["video"] == str(spec.path)
+    assert "Models:" in output and "video fps" in output
+    code, output = _invoke(["--weights", str(resnet), "--weights", str(naf), "--metrics", "--device", "cpu"])
+    assert code == 2 and "compared on speed alone" in output
+
+
+def test_unknown_model_name_lists_the_known_ones(tmp_path: Path) -> None:
+    code, output = _invoke(["--model", "nope", "--device", "cpu"])
+    assert code == 2 and "--model 'nope' is not a shipped model (known: resnet9" in output
+
+
+def test_bench_reuses_the_openvino_model_video_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OpenVINO model that a `video` run converted (and for int8 quantised) is the one bench times: the
+    same cache entry, named by the weights file, not built again."""
+    pytest.importorskip("openvino")
+    from deblurtool.bench import engines as bench_engines
+    from deblurtool.config import ModelSpec, RuntimeConfig
+    from deblurtool.engines import openvino_runner
+    from deblurtool.engines.cache import ENV_CACHE
+    from deblurtool.inference import load_deblurrer
+
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path / "cache"))
+    weights = _tiny_weights(tmp_path / "tiny.safetensors")
+    load_deblurrer(ModelSpec(weights=weights, runtime=RuntimeConfig("cpu", "fp32", "openvino")))  # as video
+    converted: list[int] = []
+    real = openvino_runner.convert
+    monkeypatch.setattr(openvino_runner, "convert", lambda body: converted.append(1) or real(body))
+    only = [bench_engines.EngineVariant("torch", "fp32"), bench_engines.EngineVariant("openvino", "fp32")]
+    monkeypatch.setattr(bench_engines, "engine_variants", lambda engines: (only, []))
+    out = tmp_path / "e.json"
+    args = ["--weights", str(weights), "--device", "cpu", "--engine", "openvino", "--precision", "fp32"]
+    code, output = _invoke([*args, "--resolution", "32x24", "--runs", "1", "--json", str(out)])
+    assert code == 0, output
+    assert [r["name"] for r in json.loads(out.read_text())["engines"]["rows"]] == [
+        "torch fp32",
+        "openvino fp32",
+    ]
+    assert converted == []
+
+
+def test_legends_describe_only_the_columns_shown() -> None:
+    from deblurtool.bench.report import engines_table, system_info
+    from deblurtool.bench.results import EngineRow, EnginesReport
+
+    sysinfo = system_info(torch.device("cpu"))
+    row = EngineRow("openvino fp32", "openvino", "fp32", psnr_vs_fp32=60.0, psnr_vs_sharp=30.0)
+    scored = EnginesReport((64, 48), 1, 1, 2, [row], [])
+    caption = str(engines_table(scored, sysinfo).caption)
+    assert "vs fp32 dB" in caption and "first s" not in caption and "256-pixel" not in caption
+    timed = EnginesReport(
+        (64, 48), 1, 1, 0, [EngineRow("torch fp32", "torch", "fp32", 0.1, 10.0, 0.1, 12.0)], []
+    )
+    caption = str(engines_table(timed, sysinfo).caption)
+    assert "first s" in caption and "vs sharp" not in caption

@@ -68,7 +68,7 @@ def _image(height: int, width: int, dtype: type = np.uint8, seed: int = 0) -> np
 def _run(
     net: torch.nn.Module, engine: str, precision: str, img: np.ndarray, tile: TileConfig | None
 ) -> tuple:
-    d = Deblurrer(net, tile, RuntimeConfig("cpu", precision, engine))
+    d = Deblurrer.from_model(net, tile, RuntimeConfig("cpu", precision, engine))
     return d(img), d
 
 
@@ -115,9 +115,9 @@ def test_second_deblurrer_reuses_the_cache(
 ) -> None:
     img = _image(24, 40)
     first, d1 = _run(net, "openvino", "fp32", img, None)
-    assert len(conversions) == 1 and d1._runner is not None and d1._runner.compilations >= 1  # type: ignore[attr-defined]
+    assert len(conversions) == 1 and d1.runner is not None and d1.runner.compilations >= 1  # type: ignore[attr-defined]
     second, d2 = _run(net, "openvino", "fp32", img, None)
-    assert len(conversions) == 1 and d2._runner.compilations == 0  # type: ignore[attr-defined]
+    assert len(conversions) == 1 and d2.runner.compilations == 0  # type: ignore[attr-defined]
     assert np.array_equal(first, second)
     names = sorted(p.name.split("-")[0] for p in own_cache.iterdir())
     assert names.count("model") == 1 and names.count("compiled") == 2  # the check's crop and the frame
@@ -134,7 +134,7 @@ def test_a_corrupt_cache_entry_is_rebuilt_and_warned_about(
 ) -> None:
     img = _image(24, 40)
     want, _ = _run(net, "openvino", "fp32", img, None)
-    for entry in own_cache.iterdir():
+    for entry in own_cache.glob("*.dbc"):
         data = bytearray(entry.read_bytes())
         if damage == "flip":
             data[len(data) // 2] ^= 0xFF
@@ -158,7 +158,8 @@ def test_entries_are_written_whole_under_their_key(own_cache: Path) -> None:
     warned: list[str] = []
     cache_mod.write_entry(path, key, {"blob": b"x" * 1000, "meta": b"{}"}, warned.append)
     assert cache_mod.read_entry(path, key, warned.append) == {"blob": b"x" * 1000, "meta": b"{}"}
-    assert [p.name for p in own_cache.iterdir()] == [path.name] and warned == []  # no temporary left
+    assert sorted(p.name for p in own_cache.iterdir()) == [cache_mod.MARKER, path.name]  # no temporary left
+    assert warned == []
     assert cache_mod.read_entry(path, {**key, "shape": [1, 3, 8, 9]}, warned.append) is None
     assert "another key" in warned[0] and not path.exists()
 
@@ -177,9 +178,10 @@ def test_cache_command_shows_and_clears(own_cache: Path, net: torch.nn.Module) -
 
     _run(net, "openvino", "fp32", _image(8, 8), None)
     shown = CliRunner().invoke(app, ["cache"])
-    assert shown.exit_code == 0 and str(own_cache) in shown.output and "3 file(s)" in shown.output
+    assert shown.exit_code == 0 and str(own_cache) in shown.output and "3 entries" in shown.output
     cleared = CliRunner().invoke(app, ["cache", "clear"])
-    assert cleared.exit_code == 0 and "removed" in cleared.output and not own_cache.exists()
+    assert cleared.exit_code == 0 and "removed 3 entries" in cleared.output
+    assert [p.name for p in own_cache.iterdir()] == [cache_mod.MARKER]  # the folder and its marker stay
     assert CliRunner().invoke(app, ["cache", "nope"]).exit_code == 2
 
 
@@ -190,12 +192,12 @@ def test_auto_falls_back_to_pytorch_with_a_note_without_openvino(
     net: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now fails as if not installed
-    d = Deblurrer(net, None, RuntimeConfig("cpu", "fp32", "auto"))
+    d = Deblurrer.from_model(net, None, RuntimeConfig("cpu", "fp32", "auto"))
     assert d.engine == "torch" and d.precision == "fp32"
     assert any("OpenVINO is not installed" in n for n in d.notes)
     for precision, engine in (("auto", "openvino"), ("int8", "auto")):
         with pytest.raises(DeblurError, match="needs OpenVINO, which is not installed"):
-            Deblurrer(net, None, RuntimeConfig("cpu", precision, engine))
+            Deblurrer.from_model(net, None, RuntimeConfig("cpu", precision, engine))
 
 
 def test_cli_engine_openvino_without_it_is_one_line_exit_2(
@@ -237,13 +239,13 @@ def test_int8_without_nncf_is_one_line(tiny_weights: Path, monkeypatch: pytest.M
 def test_auto_precision_runs_int8_where_it_passes_and_measures_it_once(
     net: torch.nn.Module, own_cache: Path, conversions: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import deblurtool.inference as inference
+    from deblurtool.engines import select
 
-    monkeypatch.setattr(inference, "INT8_MIN_PSNR", 20.0)  # this random net is not the shipped model
+    monkeypatch.setattr(select, "INT8_MIN_PSNR", 20.0)  # this random net is not the shipped model
     img = _image(24, 40)
     auto, d1 = _run(net, "auto", "auto", img, None)
     assert (d1.engine, d1.precision) == ("openvino", "int8")
-    quality = d1._runner.quality_db  # type: ignore[attr-defined]
+    quality = d1.runner.quality_db  # type: ignore[attr-defined]
     assert quality is not None and 20.0 <= quality < 100.0
     assert any(n.startswith(f"precision auto chose int8 (OpenVINO): {quality:.1f} dB") for n in d1.notes)
     assert d1.signature_fields()["precision"] == "int8"
@@ -253,7 +255,7 @@ def test_auto_precision_runs_int8_where_it_passes_and_measures_it_once(
     assert psnr(auto, fp32) >= MIN_PSNR["int8"]
     # Quantised and measured once: a second run reads both from the cache and says the same.
     _, d2 = _run(net, "auto", "auto", img, None)
-    assert len(conversions) == 1 and d2._runner.quality_db == quality  # type: ignore[attr-defined]
+    assert len(conversions) == 1 and d2.runner.quality_db == quality  # type: ignore[attr-defined]
     assert [n for n in d2.notes if "chose int8" in n] == [n for n in d1.notes if "chose int8" in n]
 
 
@@ -261,12 +263,12 @@ def test_auto_precision_runs_int8_where_it_passes_and_measures_it_once(
 def test_int8_below_the_bar_gives_way_to_the_float_model_unless_named(
     net: torch.nn.Module, own_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import deblurtool.inference as inference
+    from deblurtool.engines import select
 
-    monkeypatch.setattr(inference, "INT8_MIN_PSNR", 1000.0)  # no int8 model can pass now
+    monkeypatch.setattr(select, "INT8_MIN_PSNR", 1000.0)  # no int8 model can pass now
     img = _image(24, 40)
     out, d = _run(net, "auto", "auto", img, None)
-    assert d.engine == "openvino" and d.precision in ("fp32", "bf16") and d._runner is not None
+    assert d.engine == "openvino" and d.precision in ("fp32", "bf16") and d.runner is not None
     assert any(n.startswith("int8 not used (") and "below the 1000 dB required" in n for n in d.notes)
     same, _ = _run(net, "openvino", d.precision, img, None)
     assert np.array_equal(out, same)
@@ -278,33 +280,33 @@ def test_auto_precision_without_nncf_runs_the_float_model_with_a_note(
     net: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "nncf", None)
-    d = Deblurrer(net, None, RuntimeConfig("cpu", "auto", "auto"))
+    d = Deblurrer.from_model(net, None, RuntimeConfig("cpu", "auto", "auto"))
     assert d.engine == "openvino" and d.precision in ("fp32", "bf16")
     assert any(n.startswith("NNCF is not installed, so precision auto runs OpenVINO") for n in d.notes)
 
 
 def test_int8_is_only_ever_picked_by_auto_for_the_openvino_cpu_path() -> None:
-    from deblurtool.devices import resolve_engine
+    from deblurtool.engines.select import choose_engine
 
     cpu = torch.device("cpu")
-    assert resolve_engine("auto", "auto", cpu).int8_by_auto
-    assert not resolve_engine("openvino", "int8", cpu).int8_by_auto  # named: no fall-back
+    assert choose_engine("auto", "auto", cpu).int8_by_auto
+    assert not choose_engine("openvino", "int8", cpu).int8_by_auto  # named: no fall-back
     for engine, precision in (("torch", "auto"), ("auto", "fp32"), ("auto", "bf16"), ("openvino", "fp32")):
-        choice = resolve_engine(engine, precision, cpu)
+        choice = choose_engine(engine, precision, cpu)
         assert choice.precision != "int8" and not choice.int8_by_auto
 
 
 def test_an_engine_failing_its_check_is_never_used(
     net: torch.nn.Module, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import deblurtool.inference as inference
+    from deblurtool.engines import select
 
-    monkeypatch.setattr(inference, "ENGINE_CHECK_MIN_PSNR", 1000.0)  # no engine can pass now
-    d = Deblurrer(net, None, RuntimeConfig("cpu", "fp32", "auto"))
+    monkeypatch.setattr(select, "ENGINE_CHECK_MIN_PSNR", 1000.0)  # no engine can pass now
+    d = Deblurrer.from_model(net, None, RuntimeConfig("cpu", "fp32", "auto"))
     assert d.engine == "torch" and any("could not be used" in n and "below" in n for n in d.notes)
     assert np.array_equal(d(_image(9, 9)), _run(net, "torch", "fp32", _image(9, 9), None)[0])
     with pytest.raises(DeblurError, match="--engine openvino, precision fp32: its output is"):
-        Deblurrer(net, None, RuntimeConfig("cpu", "fp32", "openvino"))
+        Deblurrer.from_model(net, None, RuntimeConfig("cpu", "fp32", "openvino"))
 
 
 def test_bad_combinations_are_refused_before_loading() -> None:
@@ -323,7 +325,7 @@ def test_bad_combinations_are_refused_before_loading() -> None:
 
 def test_signature_changes_with_engine_and_precision(net: torch.nn.Module) -> None:
     def sig(engine: str, precision: str) -> str:
-        return Deblurrer(net, None, RuntimeConfig("cpu", precision, engine)).signature
+        return Deblurrer.from_model(net, None, RuntimeConfig("cpu", precision, engine)).signature
 
     base = sig("torch", "fp32")
     assert base == sig("torch", "fp32") and "engine=torch" in base
@@ -333,22 +335,56 @@ def test_signature_changes_with_engine_and_precision(net: torch.nn.Module) -> No
 
 
 def test_ray_worker_spec_carries_engine_and_precision(tiny_weights: Path) -> None:
-    from dataclasses import replace
+    from deblurtool.commands.common import model_spec
+    from deblurtool.scale.worker import UnitWorker, WorkerSpec
 
-    from deblurtool.commands.common import ray_spec
-    from deblurtool.scale.worker import UnitWorker
+    def ready(engine: str) -> dict[str, object]:
+        spec = model_spec(weights=tiny_weights, device="cpu", precision="fp32", engine=engine)
+        assert (spec.runtime.engine, spec.runtime.precision) == (engine, "fp32")
+        return UnitWorker(WorkerSpec(spec, EncodeConfig(), marker=tiny_weights), 0).ready()
 
-    spec = ray_spec(
-        tiny_weights, EncodeConfig(), device="cpu", precision="fp32", engine="openvino",
-        tile_size=None, tile_overlap=None, batch_size=None,
-    )  # fmt: skip
-    assert (spec.runtime.engine, spec.runtime.precision) == ("openvino", "fp32")
-    worker = UnitWorker(replace(spec, marker=tiny_weights), 0)
-    ready = worker.ready()
-    assert ready["error"] is None
-    assert "engine=openvino" in ready["signature"] and "engine openvino" in ready["description"]
-    torch_spec = ray_spec(
-        tiny_weights, EncodeConfig(), device="cpu", precision="fp32", engine="torch",
-        tile_size=None, tile_overlap=None, batch_size=None,
-    )  # fmt: skip
-    assert "engine=torch" in UnitWorker(replace(torch_spec, marker=tiny_weights), 0).ready()["signature"]
+    shown = ready("openvino")
+    assert shown["error"] is None
+    assert "engine=openvino" in str(shown["signature"]) and "engine openvino" in str(shown["description"])
+    assert "engine=torch" in str(ready("torch")["signature"])
+
+
+# -- every registered architecture, every engine ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", pytest.param("int8", marks=pytest.mark.slow)])
+def test_nafunet_on_openvino_agrees_with_pytorch_fp32(precision: str, own_cache: Path) -> None:
+    """The U-Net (its own padding, LayerNorm, pixel shuffle, global pooling) converts and runs in every
+    OpenVINO precision, whole frames of odd sizes and tiles, and passes the engine check."""
+    from test_registry import tiny_nafunet
+
+    if precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("no bf16 on this CPU")
+    if precision == "int8":
+        pytest.importorskip("nncf", reason='int8 needs NNCF: pip install "nncf>=2.16"')
+    naf = tiny_nafunet(seed=6)
+    for img, tile in ((_image(37, 53), None), (_image(45, 70, seed=1), ODD_TILES), (_image(5, 3), None)):
+        want, _ = _run(naf, "torch", "fp32", img, tile)
+        got, d = _run(naf, "openvino", precision, img, tile)
+        assert d.engine == "openvino" and d.precision == precision
+        assert psnr(got, want) >= MIN_PSNR[precision], (img.shape, tile, psnr(got, want))
+    if precision == "int8":  # the int8 gate measured this architecture too
+        assert d.runner.quality_db is not None  # type: ignore[attr-defined]
+
+
+def test_engine_auto_runs_openvino_for_every_architecture(own_cache: Path) -> None:
+    from test_registry import tiny_nafunet
+
+    d = Deblurrer.from_model(tiny_nafunet(seed=7), None, RuntimeConfig("cpu", "fp32", "auto"))
+    assert d.engine == "openvino"
+
+
+@pytest.mark.parametrize("engine", ["torch", "openvino"])
+def test_strength_blends_on_every_engine(net: torch.nn.Module, engine: str, own_cache: Path) -> None:
+    img = _image(29, 38)
+    full, _ = _run(net, engine, "fp32", img, ODD_TILES)
+    half = Deblurrer.from_model(net, ODD_TILES, RuntimeConfig("cpu", "fp32", engine), strength=0.5)(img)
+    blend = img.astype(np.float64) + 0.5 * (full.astype(np.float64) - img)
+    assert np.abs(half - blend).max() <= 1.0  # both rounded to 8 bits once
+    none = Deblurrer.from_model(net, ODD_TILES, RuntimeConfig("cpu", "fp32", engine), strength=0.0)(img)
+    assert np.array_equal(none, img)

@@ -14,6 +14,7 @@ from deblurtool.errors import OutputError
 from deblurtool.fsutil import (
     atomic_write,
     is_temp_of,
+    lock_path,
     output_lock,
     remove_stale_temps,
     remove_stale_temps_under,
@@ -25,7 +26,7 @@ from deblurtool.fsutil import (
 def test_finished_file_appears_only_on_success(tmp_path: Path) -> None:
     final = tmp_path / "out.mp4"
     with atomic_write(final) as tmp:
-        assert tmp.parent == tmp_path and tmp.name.startswith(f".out.mp4.{os.getpid()}.")
+        assert tmp.parent == tmp_path and tmp.name.startswith(".out.mp4.")
         assert tmp.name.endswith(".tmp.mp4") and is_temp_of(tmp, "out.mp4")  # encoders see .mp4
         assert not final.exists()
         tmp.write_bytes(b"whole")
@@ -49,10 +50,47 @@ def test_mode_is_the_umask_s_and_errors_name_the_output(tmp_path: Path) -> None:
 
 def test_temp_names_are_recognised_exactly() -> None:
     tmp = temp_name(Path("/x/v.1.mp4"))
-    assert is_temp_of(tmp, "v.1.mp4") and not is_temp_of(tmp, "v.mp4")
+    assert is_temp_of(tmp, "v.1.mp4") and not is_temp_of(tmp, "v.mp4") and not is_temp_of(tmp, "v.1.mkv")
+    assert tmp.name.startswith(".v.1.mp4.") and tmp.name.endswith(".tmp.mp4")
+    assert temp_name(Path("/x/v.1.mp4")) != tmp  # a new token each time
     assert is_temp_of(Path(".a.png.123.tmp.png"), "a.png")  # written by deblurtool 0.1
+    assert is_temp_of(Path(".a.png.123.0badcafe.tmp.png"), "a.png")  # written by deblurtool 0.2
     for other in (".a.png.tmp", ".a.png.x.tmp.png", "a.png.1.tmp.png", ".a.png.1.tmp.jpg"):
         assert not is_temp_of(Path(other), "a.png"), other
+
+
+@pytest.mark.parametrize(
+    "name", ["a" * 251 + ".png", "é" * 125 + ".mp4", "x" * 255, "n" * 200 + "." + "s" * 54]
+)
+def test_temp_and_lock_names_of_the_longest_legal_names_fit(tmp_path: Path, name: str) -> None:
+    final = tmp_path / name
+    assert len(os.fsencode(name)) >= 254
+    tmp = temp_name(final)
+    assert len(os.fsencode(tmp.name)) <= 255 and is_temp_of(tmp, name)
+    assert not is_temp_of(tmp, name[:-1] + "b") and not is_temp_of(temp_name(tmp_path / "other.png"), name)
+    if len(name) < 255 and Path(name).suffix in (".png", ".mp4"):
+        assert tmp.name.endswith(f".tmp{Path(name).suffix}")  # the format stays readable from the name
+    write_bytes(final, b"whole")
+    assert final.read_bytes() == b"whole" and os.listdir(tmp_path) == [name]
+    with output_lock(final) as lock:
+        assert len(os.fsencode(lock.name)) <= 255 and lock.name.endswith(".deblurtool.lock")
+        with pytest.raises(OutputError, match="another deblurtool job"), output_lock(final):
+            pass
+    # Another long name with the same first 240 bytes gets its own lock and temporary names.
+    twin = tmp_path / (name[:-5] + "z" + name[-4:])
+    assert lock_path(twin) != lock_path(final) and not is_temp_of(temp_name(final), twin.name)
+
+
+def test_stale_temps_of_long_names_are_found(tmp_path: Path) -> None:
+    name = "v" * 251 + ".mp4"
+    final = tmp_path / name
+    dead = temp_name(final)
+    dead.write_bytes(b"half")
+    assert remove_stale_temps(tmp_path / ("v" * 250 + "w.mp4")) == 0 and dead.exists()
+    assert remove_stale_temps(final) == 1 and not dead.exists()
+    dead = temp_name(final)
+    dead.write_bytes(b"half")
+    assert remove_stale_temps_under(tmp_path) == 1 and not dead.exists()
 
 
 _WRITER = """

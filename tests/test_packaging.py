@@ -127,7 +127,7 @@ def test_wheel_installs_into_a_fresh_venv_and_deblurs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     shipped = Path(purelib, "deblurtool", "weights", W.DEFAULT_WEIGHTS_NAME)
-    assert f"weights {shipped}" in result.stdout and "1 done, 0 skipped, 0 failed" in result.stdout
+    assert f"weights {shipped}" in result.stderr and "1 done, 0 skipped, 0 failed" in result.stdout
     assert (work / "out" / "photo.png").is_file()
 
 
@@ -138,3 +138,26 @@ def test_public_api_names() -> None:
     assert Deblurrer is D and run_video is pipeline.run_video and run_folder is pipeline.run_folder
     with pytest.raises(AttributeError):
         deblurtool.nope  # noqa: B018
+
+
+def test_public_api_takes_str_paths_and_exports_its_settings(tmp_path: Path, tiny_weights: Path) -> None:
+    from conftest import IdentityModel, make_video
+
+    from deblurtool import (
+        Deblurrer,
+        EncodeConfig,
+        ModelSpec,
+        RuntimeConfig,
+        TileConfig,
+        run_folder,
+        run_video,
+    )
+
+    assert {"EncodeConfig", "ModelSpec", "RuntimeConfig", "TileConfig"} <= set(deblurtool.__all__)
+    clip = make_video(tmp_path / "in.mp4", frames=2, audio=False).path
+    summary = run_video(str(clip), str(tmp_path / "out.mkv"), IdentityModel(), EncodeConfig(codec="ffv1"))
+    assert summary.frames == 2 and (tmp_path / "out.mkv").is_file()
+    save_image(tmp_path / "pics" / "a.png", make_image("u8_rgb"))
+    assert run_folder(str(tmp_path / "pics"), str(tmp_path / "sharp"), IdentityModel()).done == 1
+    model = Deblurrer.from_weights(str(tiny_weights), TileConfig(), RuntimeConfig(device="cpu"))
+    assert model.weights_path == tiny_weights and ModelSpec().strength == 1.0

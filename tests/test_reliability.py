@@ -54,8 +54,8 @@ def _cli(app: typer.Typer, *args: str | Path) -> Any:
     return runner.invoke(app, [str(a) for a in args])
 
 
-def _error_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith("error:")]
+def _error_lines(output: str, label: str = "error") -> list[str]:
+    return [line for line in output.splitlines() if line.startswith(f"{label}:")]
 
 
 def _files(folder: Path) -> set[Path]:
@@ -102,13 +102,14 @@ def test_unexpected_error_still_names_the_file(
     fail_on_call(3, RuntimeError("CUDA error: illegal access\nsecond line"))
     before = _files(tmp_path)
     result = _cli(app, "video", spec.path, tmp_path / "out" / "out.mp4", "--no-progress")
-    assert result.exit_code == 2
-    (line,) = _error_lines(result.output)
+    assert result.exit_code == 70  # a failure nobody foresaw (a bug): not the 2 of a bad input
+    (line,) = _error_lines(result.output, "internal error")
     assert str(spec.path) in line and "RuntimeError: CUDA error: illegal access" in line
     assert "nothing was written" in line and "second line" not in result.output
     assert "Traceback" not in result.output and _files(tmp_path) == before
+    assert _error_lines(result.output) == []
     result = _cli(app, "--debug", "video", spec.path, tmp_path / "out.mp4", "--no-progress")
-    assert result.exit_code == 2 and "Traceback" in result.output and "second line" in result.output
+    assert result.exit_code == 70 and "Traceback" in result.output and "second line" in result.output
 
 
 def test_model_that_fails_to_load_is_one_line(
@@ -123,8 +124,8 @@ def test_model_that_fails_to_load_is_one_line(
     spec = make_video(tmp_path / "in.mp4", frames=2, audio=False)
     weights = tmp_path / "w.safetensors"
     result = _cli(app, "video", spec.path, tmp_path / "out.mp4", "--weights", weights, "--no-progress")
-    assert result.exit_code == 2
-    (line,) = _error_lines(result.output)
+    assert result.exit_code == 70
+    (line,) = _error_lines(result.output, "internal error")
     assert str(weights) in line and "RuntimeError: no kernel image is available" in line
     assert "the model could not be loaded" in line and "for execution" not in result.output
 
@@ -406,7 +407,8 @@ def test_real_deblurrer_takes_tiny_frames(size: tuple[int, int]) -> None:
 
     torch.manual_seed(0)
     net = ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1)).eval()
-    model = inference.Deblurrer(net, TileConfig(tile_size=16, tile_overlap=4), RuntimeConfig("cpu", "fp32"))
+    tile, runtime = TileConfig(tile_size=16, tile_overlap=4), RuntimeConfig("cpu", "fp32")
+    model = inference.Deblurrer.from_model(net, tile, runtime)
     out = model.deblur_array(np.full((*size, 3), 100, np.uint8))
     assert out.shape == (*size, 3)
 
@@ -466,7 +468,7 @@ def test_failed_overwrite_keeps_the_old_output(
     stale.write_bytes(b"half")
     fail_on_call(5, RuntimeError("boom"))
     result = _cli(app, "video", spec.path, dst, "--overwrite", "--no-progress")
-    assert result.exit_code == 2 and dst.read_bytes() == b"the old output"
+    assert result.exit_code == 70 and dst.read_bytes() == b"the old output"  # (70: a failure nobody foresaw)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
 
 
@@ -532,7 +534,14 @@ app(sys.argv[1:], prog_name="deblurtool")
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["video", "folder"])
-def test_ctrl_c_stops_cleanly_with_130(tmp_path: Path, command: str) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_ctrl_c_or_sigterm_stops_cleanly_with_its_own_code(
+    tmp_path: Path, command: str, signum: int, code: int, word: str
+) -> None:
+    """Ctrl-C exits 130 and SIGTERM (`kill`, `docker stop`) 143, the shell's convention (128 + the signal),
+    after the same clean-up."""
     script = tmp_path / "run.py"
     script.write_text(_SLOW_RUN)
     if command == "video":
@@ -555,12 +564,12 @@ def test_ctrl_c_stops_cleanly_with_130(tmp_path: Path, command: str) -> None:
         for line in proc.stdout:
             if line.strip() == "READY":
                 break
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, err = proc.communicate()
     finally:
         guard.cancel()
-    assert proc.returncode == 130, (out, err)
-    assert "interrupted" in err and "Traceback" not in err
+    assert proc.returncode == code, (out, err)
+    assert word in err and "Traceback" not in err
     left = {p for p in _files(tmp_path) - before if p != script}
     if command == "video":
         assert left == set()  # no output, no temporary file, not even the folder it made

@@ -16,7 +16,7 @@ import pytest
 from conftest import load_script, make_image, make_video, save_image
 from typer.testing import CliRunner
 
-from deblurtool.config import EncodeConfig, RuntimeConfig
+from deblurtool.config import EncodeConfig, ModelSpec, RuntimeConfig
 from deblurtool.errors import OutputError
 from deblurtool.fsutil import output_lock
 from deblurtool.pipeline import MANIFEST_NAME
@@ -27,7 +27,7 @@ VFR_PTS = [int(p) for p in np.cumsum([1 + (i * 7) % 3 for i in range(24)]) - 1]
 def _spec(weights: Path, encode: EncodeConfig = EncodeConfig(crf=0)) -> Any:
     from deblurtool.scale.run import worker_spec
 
-    return worker_spec(weights, None, RuntimeConfig(device="cpu"), encode)
+    return worker_spec(ModelSpec(weights, RuntimeConfig(device="cpu")), encode)
 
 
 def _files(folder: Path) -> list[str]:
@@ -93,7 +93,7 @@ def test_worker_that_cannot_see_the_files_fails_them_with_a_reason(
 ) -> None:
     from dataclasses import replace
 
-    from deblurtool.scale.units import Unit
+    from deblurtool.pipeline.plan import Unit
     from deblurtool.scale.worker import UnitWorker
 
     image = save_image(tmp_path / "in" / "a.png", make_image("u8_rgb"))
@@ -114,12 +114,13 @@ def test_worker_that_cannot_see_the_files_fails_them_with_a_reason(
 def test_worker_spec_leaves_the_gpu_choice_to_ray() -> None:
     from deblurtool.scale.run import worker_spec
 
-    spec = worker_spec(Path("w.safetensors"), None, RuntimeConfig(device="cuda:3"), EncodeConfig())
-    assert spec.runtime.device == "cuda" and spec.weights is not None and spec.weights.is_absolute()
+    spec = worker_spec(ModelSpec(Path("w.safetensors"), RuntimeConfig(device="cuda:3")), EncodeConfig())
+    model = spec.model
+    assert model.runtime.device == "cuda" and model.weights is not None and model.weights.is_absolute()
 
 
 def test_chunk_ranges_cover_every_timestamp_once() -> None:
-    from deblurtool.scale.units import VideoProbe, plan_ranges
+    from deblurtool.pipeline.plan import VideoProbe, plan_ranges
 
     probe = VideoProbe(time_base=Fraction(1, 12288), rate=Fraction(30000, 1001), start=-1024, frames=1000)
     ranges = plan_ranges(probe, 300)

@@ -22,7 +22,7 @@ from conftest import (
 )
 from typer.testing import CliRunner
 
-from deblurtool.config import EncodeConfig, RuntimeConfig
+from deblurtool.config import EncodeConfig, ModelSpec, RuntimeConfig
 from deblurtool.pipeline import run_video
 
 # A fork of a process that has run both a Ray driver and OpenVINO has crashed it (segfault in the dynamic
@@ -35,7 +35,7 @@ VFR_PTS = [int(p) for p in np.cumsum([1 + (i * 7) % 3 for i in range(30)]) - 1]
 def _spec(weights: Path, encode: EncodeConfig) -> Any:
     from deblurtool.scale.run import worker_spec
 
-    return worker_spec(weights, None, RuntimeConfig(device="cpu"), encode)
+    return worker_spec(ModelSpec(weights, RuntimeConfig(device="cpu")), encode)
 
 
 def _files(folder: Path) -> list[str]:
@@ -92,16 +92,12 @@ def test_a_joined_video_keeps_what_video_keeps(
 
     model = Deblurrer.from_weights(tiny_weights, runtime=RuntimeConfig(device="cpu"))
     single = run_video(src, alone, model, EncodeConfig())
-    assert outcome.summary.notes == single.notes == report.notes
+    assert outcome.video.notes == single.notes == report.notes
     if suffix == ".webm":
         assert single.notes == [
             "note: audio stream #1 (pcm_s16le) re-encoded to libopus (.webm files cannot hold pcm_s16le)"
         ]
-    assert (
-        (outcome.summary.frames, outcome.summary.pix_fmt)
-        == (single.frames, single.pix_fmt)
-        == (30, "yuv420p")
-    )
+    assert (outcome.video.frames, outcome.video.pix_fmt) == (single.frames, single.pix_fmt) == (30, "yuv420p")
     assert _tags(dst) == _tags(alone) and _tags(dst)[0] == {"title": "Holiday", "comment": "shaky"}
     times, frames, _, _ = decode_video(dst)
     assert times == decode_video(alone)[0] and len(frames) == 30

@@ -199,8 +199,46 @@ def test_dataset_refuses_to_overwrite_and_bad_input(tmp_path: Path) -> None:
     with pytest.raises(OutputError):
         make_dataset(src, src / "inside", 2, SynthParams(size=64))
     (src / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(InputError, match=r"broken\.jpg"):
-        make_dataset(src, tmp_path / "o3", 4, SynthParams(size=64), test_fraction=0)
+    m = make_dataset(src, tmp_path / "o3", 4, SynthParams(size=64), test_fraction=0)
+    assert [r["source"] for r in m["skipped"]] == [str(src / "broken.jpg")]
+    assert len(list((tmp_path / "o3" / "train").rglob("*.png"))) == 8  # the readable source gave every pair
+
+
+def test_unreadable_sources_are_skipped_and_a_failed_run_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad source costs its own pairs only (noted, exit 1); a run that dies half-way leaves no partial
+    dataset, so the rerun needs no --overwrite."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(src / f"{i}.png"), texture(seed=i))
+    _, buf = cv2.imencode(".png", texture(seed=5))
+    (src / "truncated.png").write_bytes(buf.tobytes()[:200])  # a valid header, no pixels
+    (src / "clip.mp4").write_bytes(b"\x00" * 64)
+    app = typer.Typer()
+    app.command()(synth)
+    r = CliRunner().invoke(app, [str(src), str(tmp_path / "out"), "--count", "4", "--size", "64",
+                                 "--test-fraction", "0"])  # fmt: skip
+    assert r.exit_code == 1, r.output
+    assert "truncated.png" in r.stderr and "clip.mp4" in r.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert {Path(x["source"]).name for x in manifest["skipped"]} == {"truncated.png", "clip.mp4"}
+    assert all("error" not in x for x in manifest["samples"])
+
+    import trainers.synth.dataset as ds
+
+    def boom(*a: object, **k: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(ds, "_write_png", boom)
+        with pytest.raises(OSError):
+            make_dataset(src, tmp_path / "again", 4, SynthParams(size=64), test_fraction=0)
+    assert not (tmp_path / "again").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".again")]
+    make_dataset(src, tmp_path / "again", 4, SynthParams(size=64), test_fraction=0)
+    assert (tmp_path / "again" / "manifest.json").is_file()
 
 
 def test_command(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ transposes, the frequency and Charbonnier losses, the sharp-input check and the 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +15,14 @@ from conftest import TINY
 from test_trainers_data import make_gopro, smooth_pair, write_pair
 
 from deblurtool.errors import DeblurError, InputError
-from deblurtool.evaluate import Scores, sharp_input_psnr
+from deblurtool.evaluate import sharp_input_psnr
 from deblurtool.models.generator import ResnetGenerator
 from deblurtool.pairs import find_pairs
 from trainers.config import TrainConfig
 from trainers.data import MixedDataset, PairDataset, build_training_set
 from trainers.evaluate import EpochEvaluator
 from trainers.losses import frequency_loss, pixel_loss
-from trainers.run_files import read_metrics
+from trainers.run_files import EpochScores, read_metrics
 from trainers.train import train
 
 torch.set_num_threads(1)
@@ -151,12 +152,14 @@ def test_sharp_input_psnr_and_the_best_epoch_rule(tmp_path: Path) -> None:
     )
     ev = EpochEvaluator(cfg, log=lambda _: None)
     best = {"epoch": 0, "psnr": -float("inf"), "ssim": -float("inf")}
-    good = {"select_score": "0.5", "sharp_min_psnr": "41.0"}
-    harmful = {"select_score": "0.9", "sharp_min_psnr": "39.9"}
-    assert ev.is_best(good, Scores(30.0, 0.9, 2), best)  # type: ignore[arg-type]
-    assert not ev.is_best(harmful, Scores(31.0, 0.9, 2), best)  # type: ignore[arg-type]
+    good = EpochScores(30.0, 0.9, 25.0, 0.8, select_score=0.5, sharp_min_psnr=41.0)
+    harmful = EpochScores(31.0, 0.9, 25.0, 0.8, select_score=0.9, sharp_min_psnr=39.9)
+    assert ev.is_best(good, best)
+    assert not ev.is_best(harmful, best)
     better = {"epoch": 1, "psnr": 30.0, "ssim": 0.9, "score": 0.6}
-    assert not ev.is_best(good, Scores(30.0, 0.9, 2), better)  # type: ignore[arg-type]
+    assert not ev.is_best(good, better)
+    # Compared at full precision: two scores equal to 4 decimals are still ordered (no string round trip).
+    assert ev.is_best(replace(good, select_score=0.60004), better)
 
 
 def test_epoch_scores_run_the_float_model_never_int8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -255,7 +255,9 @@ def test_best_export_runs_in_deblurtool_folder(gopro: Path, tmp_path: Path) -> N
             "--device", "cpu"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    deblurrer = Deblurrer(load_generator(out / "best.safetensors"), None, RuntimeConfig("cpu", "fp32"))
+    deblurrer = Deblurrer.from_model(
+        load_generator(out / "best.safetensors"), None, RuntimeConfig("cpu", "fp32")
+    )
     for path in sorted(src.glob("*.png")):
         produced = read_rgb_u8(dst / path.name)
         expected = deblurrer.deblur_array(read_rgb_u8(path))

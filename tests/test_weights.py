@@ -12,7 +12,7 @@ import torch
 from conftest import random_generator
 from safetensors.torch import save_file
 
-from deblurtool.errors import WeightsError
+from deblurtool.errors import DeblurError, WeightsError
 from deblurtool.models import weights as W
 from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
 
@@ -199,15 +199,49 @@ def test_save_replaces_atomically(tmp_path: Path) -> None:
 
 def test_shipped_default_model_matches_its_card(monkeypatch: pytest.MonkeyPatch) -> None:
     """The real weights/ folder: the default file is listed in the card, its sha256 matches, it loads
-    verified, and it is the mission's ResNet-9 (ngf 64, 9 blocks) trained for some steps (not an init)."""
+    verified, and it was trained for some steps (not an init)."""
     monkeypatch.delenv(W.ENV_WEIGHTS, raising=False)
     path = W.default_weights_path()
     assert path.parent == W.weights_dir() and path.name == W.DEFAULT_WEIGHTS_NAME
     assert W.card_checksums(W.card_path())[path.name] == W.file_sha256(path)
     model = W.load_generator()
-    assert model.config == GeneratorConfig(ngf=64, n_blocks=9)
+    from deblurtool.models import registry
+
+    if registry.arch_of(model) == "resnet9":
+        assert model.config == GeneratorConfig(ngf=64, n_blocks=9)
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
     assert int(meta["step"]) > 0 and meta["format"] == W.FORMAT
+
+
+def test_shipped_models_are_listed_and_resolved_by_name(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_registry import tiny_nafunet
+
+    weights = repo / "weights"
+    d1 = W.save_generator(_random_model(), weights / "deblurtool-resnet9.safetensors")
+    d2 = W.save_generator(tiny_nafunet(), weights / "deblurtool-nafunet.safetensors")
+    W.save_generator(
+        _random_model(), weights / "deblurtool-unlisted.safetensors"
+    )  # not on the card: not shipped
+    _write_card(
+        repo, [f"sha256 {d1}  deblurtool-resnet9.safetensors", f"sha256 {d2}  deblurtool-nafunet.safetensors"]
+    )
+    models = {m.name: m for m in W.shipped_models()}
+    assert sorted(models) == ["nafunet", "resnet9"]
+    naf = models["nafunet"]
+    assert (
+        naf.arch == "nafunet" and naf.sha256 == d2 and naf.path == weights / "deblurtool-nafunet.safetensors"
+    )
+    assert naf.parameters == sum(p.numel() for p in tiny_nafunet().parameters())
+    assert models["resnet9"].default and not naf.default
+    assert W.resolve_model("nafunet") == naf.path
+    with pytest.raises(
+        DeblurError, match=r"--model 'unlisted' is not a shipped model \(known: nafunet, resnet9\)"
+    ):
+        W.resolve_model("unlisted")
+    # The default is one name: switching it switches what runs without --weights.
+    monkeypatch.setattr(W, "DEFAULT_MODEL", "nafunet")
+    assert W.default_weights_path() == naf.path and type(W.load_generator()).__name__ == "NAFUNet"
+    assert [m.name for m in W.shipped_models() if m.default] == ["nafunet"]

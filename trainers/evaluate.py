@@ -4,7 +4,7 @@ pairs (through ``deblurtool.evaluate``, the loop ``bench`` uses), the sharp-inpu
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ import torch
 from deblurtool.config import RuntimeConfig
 from deblurtool.evaluate import Scores, score_pairs, sharp_input_psnr, spread_subset
 from deblurtool.pairs import Pair, find_pairs
+from trainers.run_files import EpochScores
 
 if typing.TYPE_CHECKING:
     from trainers.config import TrainConfig
@@ -44,9 +45,9 @@ class EpochEvaluator:
             )
         return self.baselines[key]
 
-    def evaluate(self, generator: torch.nn.Module, device: torch.device) -> tuple[dict[str, object], Scores]:
-        """Scores of ``generator`` and the metrics-row fields they fill (psnr, ssim, input_*, extra_*,
-        sharp_*, select_score)."""
+    def evaluate(self, generator: torch.nn.Module, device: torch.device) -> tuple[EpochScores, Scores]:
+        """The epoch's scores of ``generator`` (test split, its input, extras, sharp check, the --select
+        score), and the test split's own ``Scores``."""
         from deblurtool.devices import precision_name, resolve_precision
         from deblurtool.inference import Deblurrer
 
@@ -60,38 +61,35 @@ class EpochEvaluator:
         # seconds) every epoch's new weights, and epochs are compared on what the network learned.
         precision = precision_name(resolve_precision("auto", device))
         runtime = RuntimeConfig(device=str(device), precision=precision)
-        deblur = Deblurrer(generator, None, runtime).deblur_array
+        deblur = Deblurrer.from_model(generator, None, runtime).deblur_array
         scores = score_pairs(test_pairs, deblur, resize=resize)
-        row: dict[str, object] = {
-            "psnr": f"{scores.psnr:.4f}",
-            "ssim": f"{scores.ssim:.5f}",
-            "input_psnr": f"{base[0]:.4f}",
-            "input_ssim": f"{base[1]:.5f}",
-        }
         gains = [scores.psnr - base[0]]
+        extra: dict[str, float] = {}
         if extra_pairs:
             ex_base = self._baseline("extra", extra_pairs, "extra pairs")
             ex = score_pairs(extra_pairs, deblur, resize=resize)
             gains.append(ex.psnr - ex_base[0])
-            row |= {
-                "extra_psnr": f"{ex.psnr:.4f}",
-                "extra_ssim": f"{ex.ssim:.5f}",
-                "extra_input_psnr": f"{ex_base[0]:.4f}",
-                "extra_input_ssim": f"{ex_base[1]:.5f}",
+            extra = {
+                "extra_psnr": ex.psnr,
+                "extra_ssim": ex.ssim,
+                "extra_input_psnr": ex_base[0],
+                "extra_input_ssim": ex_base[1],
             }
+        sharp: dict[str, float] = {}
         if cfg.sharp_check:
-            sharp = spread_subset([*self.test.pairs, *self.extra_pairs], cfg.sharp_check)
-            change = sharp_input_psnr(sharp, deblur, resize=resize)
-            row |= {"sharp_min_psnr": f"{min(change):.3f}", "sharp_mean_psnr": f"{np.mean(change):.3f}"}
+            frames = spread_subset([*self.test.pairs, *self.extra_pairs], cfg.sharp_check)
+            change = sharp_input_psnr(frames, deblur, resize=resize)
+            sharp = {"sharp_min_psnr": min(change), "sharp_mean_psnr": float(np.mean(change))}
         score = scores.psnr if cfg.select == "test" else float(np.mean(gains))
-        row["select_score"] = f"{score:.4f}"
-        return row, scores
+        fields_ = EpochScores(scores.psnr, scores.ssim, base[0], base[1], score, **extra, **sharp)
+        return fields_, scores
 
-    def is_best(self, row: dict[str, object], scores: Scores, best: dict[str, float]) -> bool:
+    def is_best(self, epoch: EpochScores, best: Mapping[str, float]) -> bool:
         """Better than ``best`` by the --select score (SSIM breaks ties) and, with --sharp-check, leaving
         every sharp frame at least --sharp-floor dB from itself: an epoch that harms sharp input is never
         exported as best, however well it deblurs."""
-        if self.cfg.sharp_check and float(str(row["sharp_min_psnr"])) < self.cfg.sharp_floor:
+        if self.cfg.sharp_check and (
+            epoch.sharp_min_psnr is None or epoch.sharp_min_psnr < self.cfg.sharp_floor
+        ):
             return False
-        score = float(str(row["select_score"]))
-        return (score, scores.ssim) > (float(best.get("score", best["psnr"])), best["ssim"])
+        return (epoch.select_score, epoch.ssim) > (float(best.get("score", best["psnr"])), best["ssim"])

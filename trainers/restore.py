@@ -61,6 +61,7 @@ class RecipeConfig:
     grad_clip: float = 1.0
     ema: float = 0.999  # 0 = no EMA (the raw weights are evaluated)
     pixel: str = "charbonnier"
+    pixel_weight: float = 1.0
     fft_weight: float = 0.05
     precision: str = "bf16"  # bf16 | fp32 | fp16 (fp16 on CUDA only)
     device: str = "cpu"
@@ -73,6 +74,8 @@ class RecipeConfig:
     eval_full: bool = False  # whole frames instead of centre crops
     sharp_floor: float = 40.0
     seed: int = 0
+    stop_at_step: int = 0  # save state.pt and stop after this step (0: run the budget out)
+    loader_threads: int = 0  # >0: batches made ahead in threads, batch i from its own seed (seed, i)
 
     def __post_init__(self) -> None:
         budgets = [self.budget_steps > 0, self.budget_cpu_min > 0, self.budget_wall_min > 0]
@@ -159,15 +162,59 @@ def lr_at(cfg: RecipeConfig, step: int, progress: float) -> float:
 
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     with torch.no_grad():
-        ema_p = [p for p in ema.parameters()]
+        ema_p: list[torch.Tensor] = list(ema.parameters())
         cur_p = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(ema_p, cur_p, 1.0 - decay)
         for be, b in zip(ema.buffers(), model.buffers(), strict=True):
             be.copy_(b)
 
 
+class Batches:
+    """Training batches made ahead in ``cfg.loader_threads`` threads (the sources' numpy and OpenCV work
+    releases the GIL), so that a GPU does not wait for the CPU. Batch ``i`` is drawn from its own
+    generator seeded with (seed, i): one stream whatever the thread count, continued exactly on resume."""
+
+    def __init__(self, mix: SourceMix, cfg: RecipeConfig, start: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.mix, self.cfg = mix, cfg
+        self.pool = ThreadPoolExecutor(cfg.loader_threads, thread_name_prefix="batches")
+        self.ahead = 2 * cfg.loader_threads
+        self.pending: dict[int, typing.Any] = {}
+        self.next = start
+
+    def _make(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.cfg.seed, i])
+        blur, sharp = self.mix.batch(rng, self.cfg.batch_size, self.cfg.crop, self.cfg.sharp_share)
+        if torch.cuda.is_available():  # page-locked: the copy to the GPU can overlap the step
+            blur, sharp = blur.pin_memory(), sharp.pin_memory()
+        return blur, sharp
+
+    def take(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch ``i`` (steps are taken in order)."""
+        self.next = max(self.next, i)
+        while self.next < i + self.ahead:
+            self.pending[self.next] = self.pool.submit(self._make, self.next)
+            self.next += 1
+        future = self.pending.pop(i, None) or self.pool.submit(self._make, i)
+        blur, sharp = future.result()
+        return blur, sharp
+
+    def close(self) -> None:
+        for f in self.pending.values():
+            f.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 class RestoreTrainer:
-    def __init__(self, cfg: RecipeConfig, *, log: typing.Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        cfg: RecipeConfig,
+        *,
+        log: typing.Callable[[str], None] = print,
+        mix: SourceMix | None = None,
+    ) -> None:
+        """``mix``: the training sources and held-out scenes (default: ``build_mix`` of ``cfg.sources``)."""
         self.cfg = cfg
         self.log = log
         self.out = Path(cfg.out)
@@ -177,7 +224,9 @@ class RestoreTrainer:
         self.device = torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
         state_path = self.out / "state.pt"
-        state = torch.load(state_path, map_location="cpu", weights_only=False) if state_path.is_file() else None
+        state = (
+            torch.load(state_path, map_location="cpu", weights_only=False) if state_path.is_file() else None
+        )
         if state is not None:
             self.model = registry.build(state["arch"], state["arch_config"])
             self.model.load_state_dict(state["model"])
@@ -202,6 +251,8 @@ class RestoreTrainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
         self.step = 0
         self.best_score = -math.inf
+        self.best_step = -1  # the step best.safetensors holds (-1: none written yet)
+        self.stopped = False  # stop_at_step ended the last run()
         self.budget = Budget(cfg)
         self.rng = np.random.default_rng(cfg.seed)
         if state is not None:
@@ -209,12 +260,16 @@ class RestoreTrainer:
             self.opt.load_state_dict(state["opt"])
             self.step = int(state["step"])
             self.best_score = float(state["best_score"])
+            self.best_step = int(state.get("best_step", -1))
             self.budget = Budget(cfg, state["budget"])
             self.rng = np.random.default_rng()
             self.rng.bit_generator.state = state["rng"]
             self.log(f"resumed {state_path} at step {self.step}")
-        self.mix: SourceMix = build_mix(Path(cfg.data_root), cfg.sources, log=self.log)
+        self.mix: SourceMix = (
+            mix if mix is not None else build_mix(Path(cfg.data_root), cfg.sources, log=self.log)
+        )
         self.heldout: HeldOut = self.mix.heldout
+        self._batches: Batches | None = None
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.cfg.precision == "fp32":
@@ -225,12 +280,13 @@ class RestoreTrainer:
     def save_state(self) -> None:
         state = {
             "arch": self.arch,
-            "arch_config": self.model.config.to_dict(),
+            "arch_config": typing.cast(typing.Any, self.model).config.to_dict(),
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "opt": self.opt.state_dict(),
             "step": self.step,
             "best_score": self.best_score,
+            "best_step": self.best_step,
             "budget": self.budget.used,
             "rng": self.rng.bit_generator.state,
             "config": asdict(self.cfg),
@@ -241,14 +297,23 @@ class RestoreTrainer:
 
     def train_step(self) -> float:
         cfg = self.cfg
-        blur, sharp = self.mix.batch(self.rng, cfg.batch_size, cfg.crop, cfg.sharp_share)
-        blur, sharp = blur.to(self.device), sharp.to(self.device)
+        if cfg.loader_threads:
+            if self._batches is None:
+                self._batches = Batches(self.mix, cfg, self.step)
+            blur, sharp = self._batches.take(self.step)
+        else:
+            blur, sharp = self.mix.batch(self.rng, cfg.batch_size, cfg.crop, cfg.sharp_share)
+        non_blocking = self.device.type == "cuda"
+        blur = blur.to(self.device, non_blocking=non_blocking)
+        sharp = sharp.to(self.device, non_blocking=non_blocking)
         lr = lr_at(cfg, self.step, self.budget.progress(self.step))
         for g in self.opt.param_groups:
             g["lr"] = lr
         with self._autocast():
             out = self.model(blur)
         loss = pixel_loss(cfg.pixel, out, sharp)
+        if cfg.pixel_weight != 1.0:
+            loss = cfg.pixel_weight * loss
         if cfg.fft_weight:
             loss = loss + cfg.fft_weight * frequency_loss(out, sharp)
         self.opt.zero_grad(set_to_none=True)
@@ -287,6 +352,7 @@ class RestoreTrainer:
         save_generator(model, self.out / "last.safetensors", extra=extra)
         if best:
             self.best_score = score
+            self.best_step = self.step
             save_generator(model, self.out / "best.safetensors", extra=extra)
         return row
 
@@ -309,16 +375,27 @@ class RestoreTrainer:
             self.log(self._line(row))
         last = (self.step, self.budget.unit())
         losses: list[float] = []
-        while self.budget.progress(self.step) < 1.0:
-            self.budget.start()
-            losses.append(self.train_step())
-            self.budget.stop()
-            if self.budget.since(self.step, last) or self.budget.progress(self.step) >= 1.0:
-                row = self.evaluate(float(np.mean(losses)))
-                losses = []
-                self.log(self._line(row))
-                self.save_state()
-                last = (self.step, self.budget.unit())
+        self.stopped = False
+        try:
+            while self.budget.progress(self.step) < 1.0:
+                if cfg.stop_at_step and self.step >= cfg.stop_at_step:
+                    self.save_state()
+                    self.stopped = True
+                    self.log(f"stopped at step {self.step} (stop_at_step); a rerun continues from state.pt")
+                    break
+                self.budget.start()
+                losses.append(self.train_step())
+                self.budget.stop()
+                if self.budget.since(self.step, last) or self.budget.progress(self.step) >= 1.0:
+                    row = self.evaluate(float(np.mean(losses)))
+                    losses = []
+                    self.log(self._line(row))
+                    self.save_state()
+                    last = (self.step, self.budget.unit())
+        finally:
+            if self._batches is not None:
+                self._batches.close()
+                self._batches = None
         return self.best_score
 
     @staticmethod

@@ -1,8 +1,8 @@
 """What a run leaves in its folder besides checkpoints: config.json, metrics.csv, the curves, the exports.
 
     RUN/config.json          the resolved TrainConfig
-    RUN/metrics.csv          one row per epoch (losses, lr, PSNR/SSIM, the blurry input's own scores, extras,
-                             the sharp-input check, the selection score)
+    RUN/metrics.csv          one row per epoch, ``EpochRow`` (losses, lr, PSNR/SSIM, the blurry input's own
+                             scores, extras, the sharp-input check, the selection score)
     RUN/{loss,psnr,ssim}.png curves per epoch
     RUN/last.safetensors     generator after the latest epoch   } ``deblurtool folder --weights FILE``
     RUN/best.safetensors     best epoch by the --select score   }
@@ -18,6 +18,7 @@ import json
 import shutil
 import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from deblurtool.errors import OutputError
@@ -25,6 +26,48 @@ from deblurtool.fsutil import write_bytes
 from deblurtool.models.generator import ResnetGenerator
 from trainers.checkpoint import load_checkpoint
 
+
+@dataclass(frozen=True)
+class EpochScores:
+    """What the evaluation after an epoch measured (dB and SSIM; None where that part did not run)."""
+
+    psnr: float
+    ssim: float
+    input_psnr: float
+    input_ssim: float
+    select_score: float
+    extra_psnr: float | None = None
+    extra_ssim: float | None = None
+    extra_input_psnr: float | None = None
+    extra_input_ssim: float | None = None
+    sharp_min_psnr: float | None = None
+    sharp_mean_psnr: float | None = None
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    """One finished epoch: one row of metrics.csv, written from these typed values (never read back to
+    decide anything)."""
+
+    epoch: int
+    step: int
+    wall_s: float
+    lr: float
+    losses: Mapping[str, float]  # LOSS_KEYS of trainers.train: epoch means
+    scores: EpochScores
+
+    def csv_fields(self) -> dict[str, str]:
+        row = {"epoch": str(self.epoch), "step": str(self.step), "wall_s": f"{self.wall_s:.1f}"}
+        row["lr"] = f"{self.lr:.6g}"
+        row |= {k: f"{v:.6g}" for k, v in self.losses.items()}
+        for f in fields(EpochScores):
+            v = getattr(self.scores, f.name)
+            row[f.name] = "" if v is None else f"{v:{_FORMATS.get(f.name, '.4f')}}"
+        return row
+
+
+_FORMATS = {"ssim": ".5f", "input_ssim": ".5f", "extra_ssim": ".5f", "extra_input_ssim": ".5f"}
+_FORMATS |= {"sharp_min_psnr": ".3f", "sharp_mean_psnr": ".3f"}
 METRIC_COLUMNS = (
     "epoch", "step", "wall_s", "lr", "g_loss", "g_adv", "g_perceptual", "g_pixel", "g_freq", "d_loss",
     "w_dist", "psnr", "ssim", "input_psnr", "input_ssim", "extra_psnr", "extra_ssim", "extra_input_psnr",
@@ -75,9 +118,9 @@ def write_metrics(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
     _write_text(path, buf.getvalue())
 
 
-def append_metrics(path: Path, row: Mapping[str, object]) -> list[dict[str, str]]:
-    """Add ``row`` to metrics.csv; returns all rows (as read back, strings)."""
-    rows: list[Mapping[str, object]] = [*read_metrics(path), row]
+def append_metrics(path: Path, row: EpochRow) -> list[dict[str, str]]:
+    """Add ``row`` to metrics.csv; returns all rows as strings (for the curves only)."""
+    rows: list[Mapping[str, object]] = [*read_metrics(path), row.csv_fields()]
     write_metrics(path, rows)
     return read_metrics(path)
 
@@ -115,12 +158,14 @@ def plot_curves(out: Path, rows: Sequence[Mapping[str, str]]) -> None:
         save_line_plot(out / f"{metric}.png", series, title=f"test {metric.upper()}", xlabel="epoch")
 
 
-def epoch_line(row: Mapping[str, object], *, epochs: int, best_epoch: int) -> str:
+def epoch_line(row: EpochRow, *, epochs: int, best_epoch: int) -> str:
     """The log line of a finished epoch: losses, scores against the input's, extras, sharp check, best."""
-    extra = f" extra {row['extra_psnr']}" if row.get("extra_psnr") else ""
-    sharp = f" | sharp in->out min {row['sharp_min_psnr']} dB" if row.get("sharp_min_psnr") else ""
+    s = row.scores
+    extra = f" extra {s.extra_psnr:.4f}" if s.extra_psnr is not None else ""
+    sharp = f" | sharp in->out min {s.sharp_min_psnr:.3f} dB" if s.sharp_min_psnr is not None else ""
     return (
-        f"epoch {row['epoch']}/{epochs} step {row['step']}: g_loss {row['g_loss']} d_loss {row['d_loss']} | "
-        f"PSNR {row['psnr']} dB SSIM {row['ssim']} (input {row['input_psnr']} / {row['input_ssim']}){extra}"
-        f"{sharp} | score {row['select_score']} | best epoch {best_epoch}"
+        f"epoch {row.epoch}/{epochs} step {row.step}: g_loss {row.losses['g_loss']:.6g} "
+        f"d_loss {row.losses['d_loss']:.6g} | PSNR {s.psnr:.4f} dB SSIM {s.ssim:.5f} "
+        f"(input {s.input_psnr:.4f} / {s.input_ssim:.5f}){extra}{sharp} | score {s.select_score:.4f} | "
+        f"best epoch {best_epoch}"
     )

@@ -48,6 +48,7 @@ from trainers.losses import (
 )
 from trainers.progress import Reporter
 from trainers.run_files import (
+    EpochRow,
     append_metrics,
     clear_run_outputs,
     drop_unfinished_epochs,
@@ -76,6 +77,7 @@ class TrainResult:
     best_psnr: float
     best_ssim: float
     stopped_early: bool
+    best_path: Path | None = None  # RUN/best.safetensors once an epoch of this run has written it
 
 
 class Trainer:
@@ -156,9 +158,17 @@ class Trainer:
         if ckpt is not None:
             self.generator = ResnetGenerator(GeneratorConfig.from_dict(ckpt["generator_config"]))
         elif cfg.init_weights:
+            from deblurtool.models import registry
             from deblurtool.models.weights import load_generator
 
-            self.generator = load_generator(Path(cfg.init_weights), verify=False).train()
+            loaded = load_generator(Path(cfg.init_weights), verify=False).train()
+            if not isinstance(loaded, ResnetGenerator):
+                raise InputError(
+                    f"holds a {registry.arch_of(loaded)} generator: --arch resnet9 fine-tunes a ResNet-9 "
+                    f"(train it with --arch {registry.arch_of(loaded)})",
+                    cfg.init_weights,
+                )
+            self.generator = loaded
             self.log(f"generator initialised from {cfg.init_weights} ({self.generator.config.to_dict()})")
         else:
             self.generator = ResnetGenerator(GeneratorConfig(ngf=cfg.ngf, n_blocks=cfg.n_blocks))
@@ -363,6 +373,7 @@ class Trainer:
                 stopped = self._run_epoch(reporter)
         if self.owns_process_group:
             dist.destroy_process_group()
+        best_path = self.out / "best.safetensors"
         return TrainResult(
             self.out,
             self.epoch,
@@ -371,6 +382,7 @@ class Trainer:
             float(self.best["psnr"]),
             float(self.best["ssim"]),
             stopped,
+            best_path if self.best["epoch"] and best_path.is_file() else None,
         )
 
     def _run_epoch(self, reporter: Reporter) -> bool:
@@ -413,19 +425,16 @@ class Trainer:
         means = {k: v / self.step_in_epoch for k, v in self.sums.items()}
         self.epoch += 1
         if self.rank == 0:
-            row: dict[str, object] = {"epoch": self.epoch, "step": self.global_step, "lr": f"{lr:.6g}"}
-            row |= {k: f"{v:.6g}" for k, v in means.items()}
-            fields_, scores = self.evaluator.evaluate(self.generator, self.device)
+            epoch_scores, scores = self.evaluator.evaluate(self.generator, self.device)
             self.generator.train()  # in case evaluation touched the mode; it must keep training
-            row |= fields_
             self.wall_s += time.perf_counter() - tic
-            row["wall_s"] = f"{self.wall_s:.1f}"
+            row = EpochRow(self.epoch, self.global_step, self.wall_s, float(lr), means, epoch_scores)
             self._write_outputs(row, scores)
         self.step_in_epoch = 0
         self.sums = dict.fromkeys(LOSS_KEYS, 0.0)
         self.save_checkpoint()
 
-    def _write_outputs(self, row: dict[str, object], scores: Scores) -> None:
+    def _write_outputs(self, row: EpochRow, scores: Scores) -> None:
         meta = {
             "epoch": str(self.epoch),
             "step": str(self.global_step),
@@ -435,13 +444,13 @@ class Trainer:
             "data": f"{self.train_description}; {self.cfg.protocol} {self.cfg.size}",
             "train_config": json.dumps(self.cfg.to_dict(), sort_keys=True),
         }
-        best = self.evaluator.is_best(row, scores, self.best)
+        best = self.evaluator.is_best(row.scores, self.best)
         if best:
             self.best = {
                 "epoch": self.epoch,
                 "psnr": scores.psnr,
                 "ssim": scores.ssim,
-                "score": float(str(row["select_score"])),
+                "score": row.scores.select_score,
             }
         export_generator(self.generator, self.out, meta, best=best)
         plot_curves(self.out, append_metrics(self.out / "metrics.csv", row))
@@ -451,3 +460,25 @@ class Trainer:
 def train(cfg: TrainConfig, given: Collection[str] | None = None) -> TrainResult:
     """Run (or resume) the training a TrainConfig describes (``given``: see ``Trainer``)."""
     return Trainer(cfg, given).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m trainers.train ARGS`` runs ``deblurtool train ARGS``; without arguments it prints the usage
+    and exits 2, like any command missing its arguments."""
+    import sys
+
+    import typer
+
+    from deblurtool.commands.train import train as train_command
+
+    app = typer.Typer(add_completion=False)
+    app.command()(train_command)
+    try:
+        app(list(sys.argv[1:] if argv is None else argv), prog_name="python -m trainers.train")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

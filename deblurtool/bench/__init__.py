@@ -1,8 +1,10 @@
 """Speed and quality measurement behind ``deblurtool bench``, done so the numbers can be trusted.
 
-:mod:`.profile` counts MACs and peak memory and times calls; :mod:`.speed` times the variants of running the
-generator; :mod:`.quality` scores it on real pairs; :mod:`.report` writes the JSON and builds the tables;
-:mod:`.run` puts them together for one :class:`BenchConfig`.
+:mod:`.profile` counts MACs and peak memory and times calls; :mod:`.speed` times the PyTorch variants of
+running the generator; :mod:`.engines` the engines side by side; :mod:`.models` several weights files side
+by side; :mod:`.quality` scores a model on real pairs; :mod:`.results` holds the typed results;
+:mod:`.report` writes the JSON from them and builds the tables; :mod:`.run` puts them together for one
+:class:`BenchConfig`.
 """
 
 from deblurtool.bench.profile import (
@@ -24,6 +26,7 @@ from deblurtool.bench.report import (
     temporal_table,
     write_json,
 )
+from deblurtool.bench.results import BenchReport
 from deblurtool.bench.run import SAMPLES_DIR, BenchConfig, load_model, run_bench
 from deblurtool.bench.speed import (
     TILINGS,
@@ -40,6 +43,7 @@ __all__ = [
     "SAMPLES_DIR",
     "TILINGS",
     "BenchConfig",
+    "BenchReport",
     "MacCounter",
     "PeakMemory",
     "Variant",

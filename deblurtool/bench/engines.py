@@ -1,12 +1,15 @@
-"""``bench --engine all``: every CPU engine installed here, side by side on the same BN-folded net.
+"""``bench --engine all``: every CPU engine installed here, side by side on the same inference-fused net.
 
-Rows: PyTorch eager (fp32, and bf16 where the CPU has it natively: today's default), ``torch.compile``
-(inductor) bf16, OpenVINO fp32/bf16/int8 (int8: NNCF, with nncf installed), ONNX Runtime fp32/int8 (static
-QDQ quantisation on the same calibration crops; with onnxruntime installed). Each is timed as users run it
-(``Deblurrer.deblur_array``: uint8 in, tiling, residual and clamp in fp32, uint8 out) on a whole frame and in
-256/32 tiles, after a warm-up call that also pays any conversion or compilation (cached engines pay it once
-per shape, see ``deblurtool cache``). Quality: PSNR of each engine's output against PyTorch fp32's (same
-tiling: whole frames) and against the sharp frame, on real pairs.
+Rows: PyTorch eager (fp32, and bf16 where the CPU has it natively), ``torch.compile`` (inductor) at the
+precision PyTorch's auto picks, OpenVINO fp32/bf16/int8 (int8: NNCF, with nncf installed), ONNX Runtime
+fp32/int8 (static QDQ quantisation on the same calibration crops; with onnxruntime installed). PyTorch and
+OpenVINO runners come from ``engines.select`` exactly as ``video`` gets them (the same checks, and the same
+cache entries when the weights come from a file); the two engines deblurtool does not ship are runners
+built here on the same residual module. Each is timed as users run it (``Deblurrer.deblur_array``: uint8
+in, tiling, residual and clamp in fp32, uint8 out) on a whole frame and in 256/32 tiles, after a warm-up
+call that also pays any conversion or compilation (cached engines pay it once per shape, see ``deblurtool
+cache``). Quality: PSNR of each engine's output against PyTorch fp32's (same tiling: whole frames) and
+against the sharp frame, on real pairs.
 """
 
 from __future__ import annotations
@@ -18,18 +21,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from deblurtool import devices
+from deblurtool.bench.results import EngineRow, EnginesReport, Fp32Comparison, Fp32Row
 from deblurtool.bench.speed import synthetic_frame
 from deblurtool.config import RuntimeConfig, TileConfig
+from deblurtool.engines.select import Runner, TorchRunner, WeightsDigest, residual_module, select_runner
 from deblurtool.evaluate import PairScore, load_pair
 from deblurtool.inference import Deblurrer
 from deblurtool.metrics import psnr
+from deblurtool.models import registry
 from deblurtool.pairs import Pair
 
 WHOLE = TileConfig(tile_size=0, tile_overlap=0, batch_size=1)
@@ -82,6 +87,20 @@ def engine_variants(engines: str = "all") -> tuple[list[EngineVariant], list[str
 # -- engines that deblurtool itself does not ship ------------------------------------------------------------
 
 
+class _FnRunner:
+    """A runner (``engines.select.Runner``) around a function: for engines deblurtool does not ship."""
+
+    device = torch.device("cpu")
+
+    def __init__(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], engine: str, precision: str, multiple: int
+    ):
+        self.fn, self.engine, self.precision, self.multiple = fn, engine, precision, multiple
+
+    def __call__(self, x_pm1: torch.Tensor) -> torch.Tensor:
+        return self.fn(x_pm1)
+
+
 def _ort_runner(body: nn.Module, precision: str, threads: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """``body`` exported to ONNX (dynamic N, H, W) and run by ONNX Runtime's CPU provider; int8: static QDQ
     quantisation (uint8 activations, int8 weights) calibrated on the shipped crops."""
@@ -126,27 +145,36 @@ def _ort_runner(body: nn.Module, precision: str, threads: int) -> Callable[[torc
     return run
 
 
-def make_deblurrer(variant: EngineVariant, model: nn.Module, tile: TileConfig) -> Deblurrer:
-    """A Deblurrer running ``variant`` with ``tile``; engines deblurtool does not ship replace its body."""
+def make_deblurrer(
+    variant: EngineVariant, model: nn.Module, tile: TileConfig, weights_path: Path | None = None
+) -> Deblurrer:
+    """A Deblurrer running ``variant`` with ``tile``: PyTorch and OpenVINO as ``engines.select`` builds them
+    for users (``weights_path``: the file ``model`` came from, so the same cache entries serve); the other
+    engines as runners of the same residual module."""
     if variant.engine in ("torch", "openvino"):
-        return Deblurrer(model, tile, RuntimeConfig("cpu", variant.precision, variant.engine))
+        runtime = RuntimeConfig("cpu", variant.precision, variant.engine)
+        return Deblurrer.from_model(model, tile, runtime, weights_path=weights_path)
+    weights = WeightsDigest(weights_path, model)
+    multiple = registry.input_multiple(model)
+    runner: Runner
     if variant.engine == "torch.compile":
-        d = Deblurrer(model, tile, RuntimeConfig("cpu", variant.precision, "torch"))
-        compiled = torch.compile(d.body, backend="inductor", dynamic=False)
-        dtype = d.dtype
+        selected = select_runner(model, RuntimeConfig("cpu", variant.precision, "torch"), weights=weights)
+        assert isinstance(selected.runner, TorchRunner)
+        eager = selected.runner
+        compiled = torch.compile(eager.module, backend="inductor", dynamic=False)
+        dtype = eager.dtype
 
         def run(x: torch.Tensor) -> torch.Tensor:
             return compiled(x.to(dtype, memory_format=torch.channels_last)).float()
 
-        d.use_body(run, engine=variant.engine, precision=variant.precision)
-        return d
-    d = Deblurrer(model, tile, RuntimeConfig("cpu", "fp32", "torch"))
-    runner = _ort_runner(d.body, variant.precision, torch.get_num_threads())
-    d.use_body(runner, engine=variant.engine, precision=variant.precision)
-    return d
+        runner = _FnRunner(run, variant.engine, variant.precision, multiple)
+    else:
+        ort = _ort_runner(residual_module(model), variant.precision, torch.get_num_threads())
+        runner = _FnRunner(ort, variant.engine, variant.precision, multiple)
+    return Deblurrer(runner, tile, weights=weights)
 
 
-def _time(fn: ArrayFn, frame: np.ndarray, runs: int) -> tuple[float, float]:
+def time_first_and_median(fn: ArrayFn, frame: np.ndarray, runs: int) -> tuple[float, float]:
     """``(first call s, median of runs s)``: the first call pays conversion/compilation and warms up."""
     t0 = time.perf_counter()
     fn(frame)
@@ -162,14 +190,16 @@ def _time(fn: ArrayFn, frame: np.ndarray, runs: int) -> tuple[float, float]:
 def run_engines(
     model: nn.Module,
     *,
+    weights_path: Path | None = None,
     engines: str = "all",
     resolution: tuple[int, int] = (1280, 720),
     runs: int = 1,
     speed: bool = True,
     pairs: list[Pair] | None = None,
     say: Callable[[str], None] = lambda _: None,
-) -> dict[str, Any]:
-    """Time (``speed``) and score (``pairs``) each of :func:`engine_variants`; the JSON ``engines``."""
+) -> EnginesReport:
+    """Time (``speed``) and score (``pairs``) each of :func:`engine_variants` of ``model`` (from the file
+    ``weights_path``, if any)."""
     variants, notes = engine_variants(engines)
     width, height = resolution
     frame = synthetic_frame(height, width)
@@ -177,48 +207,51 @@ def run_engines(
     refs: list[np.ndarray] = []
     if loaded:
         say("scoring the PyTorch fp32 reference ...")
-        ref = Deblurrer(model, WHOLE, RuntimeConfig("cpu", "fp32", "torch"))
+        ref = Deblurrer.from_model(model, WHOLE, RuntimeConfig("cpu", "fp32", "torch"))
         refs = [ref(blur) for _, blur, _ in loaded]
         del ref
-    rows: list[dict[str, Any]] = []
+    rows: list[EngineRow] = []
     for v in variants:
-        row: dict[str, Any] = {"name": v.name, "engine": v.engine, "precision": v.precision}
+        row = EngineRow(name=v.name, engine=v.engine, precision=v.precision)
         try:
             for label, tile in (("whole", WHOLE), ("tiled", TILED)) if speed else ():
                 say(f"timing {v.name} {label} ...")
-                d = make_deblurrer(v, model, tile)
-                row[f"{label}_first_s"], row[f"{label}_ms"] = _time(d.deblur_array, frame, runs)
-                row[f"{label}_ms"] *= 1e3
+                d = make_deblurrer(v, model, tile, weights_path)
+                first, median = time_first_and_median(d.deblur_array, frame, runs)
+                if label == "whole":
+                    row.whole_first_s, row.whole_ms = first, 1e3 * median
+                else:
+                    row.tiled_first_s, row.tiled_ms = first, 1e3 * median
                 notes.extend(f"{v.name}: {n}" for n in d.notes if f"{v.name}: {n}" not in notes)
                 del d
                 gc.collect()
             if loaded:
                 say(f"scoring {v.name} on {len(loaded)} pair(s) ...")
-                d = make_deblurrer(v, model, WHOLE)
+                d = make_deblurrer(v, model, WHOLE, weights_path)
                 outs = [d(blur) for _, blur, _ in loaded]
-                row["psnr_vs_fp32"] = float(np.mean([psnr(o, r) for o, r in zip(outs, refs, strict=True)]))
-                row["psnr_vs_sharp"] = float(
+                row.psnr_vs_fp32 = float(np.mean([psnr(o, r) for o, r in zip(outs, refs, strict=True)]))
+                row.psnr_vs_sharp = float(
                     np.mean([psnr(o, s) for o, (_, _, s) in zip(outs, loaded, strict=True)])
                 )
                 ref_sharp = float(np.mean([psnr(r, s) for r, (_, _, s) in zip(refs, loaded, strict=True)]))
-                row["delta_vs_fp32_db"] = row["psnr_vs_sharp"] - ref_sharp
+                row.delta_vs_fp32_db = row.psnr_vs_sharp - ref_sharp
                 del d
         except Exception as e:  # an engine that fails here is reported, the others still measured
-            row["error"] = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
-            notes.append(f"{v.name} failed: {row['error']}")
+            row.error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+            notes.append(f"{v.name} failed: {row.error}")
         rows.append(row)
-    base = next((r.get("whole_ms") for r in rows if r["name"] == "torch bf16" and "whole_ms" in r), None)
+    base = next((r.whole_ms for r in rows if r.name == "torch bf16" and r.whole_ms), None)
     for r in rows:
-        if base and r.get("whole_ms"):
-            r["speedup_vs_torch_bf16"] = base / r["whole_ms"]
-    return {
-        "resolution": [width, height],
-        "runs": runs,
-        "threads": torch.get_num_threads(),
-        "pairs": len(loaded),
-        "rows": rows,
-        "notes": notes,
-    }
+        if base and r.whole_ms:
+            r.speedup_vs_torch_bf16 = base / r.whole_ms
+    return EnginesReport(
+        resolution=(width, height),
+        runs=runs,
+        threads=torch.get_num_threads(),
+        pairs=len(loaded),
+        rows=rows,
+        notes=notes,
+    )
 
 
 class Fp32Reference:
@@ -227,29 +260,22 @@ class Fp32Reference:
     Fed each :class:`~deblurtool.evaluate.PairScore` as it is scored."""
 
     def __init__(self, model: nn.Module, tile: TileConfig | None) -> None:
-        self.ref = Deblurrer(model, tile, RuntimeConfig("cpu", "fp32", "torch"))
-        self.rows: list[dict[str, Any]] = []
+        self.ref = Deblurrer.from_model(model, tile, RuntimeConfig("cpu", "fp32", "torch"))
+        self.rows: list[Fp32Row] = []
 
     def score(self, s: PairScore) -> None:
         ref = self.ref(s.blur_rgb_u8)
-        self.rows.append(
-            {
-                "name": s.pair.name,
-                "psnr_vs_fp32": psnr(s.out_rgb_u8, ref),
-                "fp32_psnr": psnr(ref, s.sharp_rgb_u8),
-                "model_psnr": s.psnr,
-            }
-        )
+        self.rows.append(Fp32Row(s.pair.name, psnr(s.out_rgb_u8, ref), psnr(ref, s.sharp_rgb_u8), s.psnr))
 
-    def summary(self, name: str) -> dict[str, Any]:
-        finite = [r["psnr_vs_fp32"] for r in self.rows if np.isfinite(r["psnr_vs_fp32"])]
-        delta = float(np.mean([r["model_psnr"] - r["fp32_psnr"] for r in self.rows]))
-        return {
-            "name": name,
-            "rows": self.rows,
-            "mean_psnr_vs_fp32": float(np.mean(finite)) if finite else float("inf"),
-            "min_psnr_vs_fp32": float(min(finite)) if finite else float("inf"),
-            "mean_fp32_psnr": float(np.mean([r["fp32_psnr"] for r in self.rows])),
-            "mean_delta_db": delta,
-            "max_abs_delta_db": float(max(abs(r["model_psnr"] - r["fp32_psnr"]) for r in self.rows)),
-        }
+    def summary(self, name: str) -> Fp32Comparison:
+        finite = [r.psnr_vs_fp32 for r in self.rows if np.isfinite(r.psnr_vs_fp32)]
+        deltas = [r.model_psnr - r.fp32_psnr for r in self.rows]
+        return Fp32Comparison(
+            name=name,
+            rows=self.rows,
+            mean_psnr_vs_fp32=float(np.mean(finite)) if finite else float("inf"),
+            min_psnr_vs_fp32=float(min(finite)) if finite else float("inf"),
+            mean_fp32_psnr=float(np.mean([r.fp32_psnr for r in self.rows])),
+            mean_delta_db=float(np.mean(deltas)),
+            max_abs_delta_db=float(max(abs(d) for d in deltas)),
+        )

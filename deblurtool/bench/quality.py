@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from deblurtool.bench.report import write_output
+from deblurtool.bench.results import QualityReport, QualityRow, Scores
 from deblurtool.errors import OutputError
 from deblurtool.evaluate import PairScore, score_each
 from deblurtool.metrics import psnr, ssim
@@ -52,10 +52,10 @@ def run_quality(
     resize: int = 0,
     examples_dir: Path | None = None,
     overwrite: bool = False,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_row: Callable[[QualityRow], None] | None = None,
     on_scored: Callable[[PairScore], None] | None = None,
-) -> dict[str, Any]:
-    """Score ``deblur`` (HxWx3 uint8 -> same) and the blurry input on ``pairs``; the JSON ``quality``.
+) -> QualityReport:
+    """Score ``deblur`` (HxWx3 uint8 -> same) and the blurry input on ``pairs``.
 
     ``resize`` 0 scores full frames; N resizes blur and sharp to NxN with INTER_AREA first and runs the model
     on the resized blur (the report's protocol for N=256). Means are plain means of the per-image scores.
@@ -68,21 +68,21 @@ def run_quality(
                     "already exists (pass --overwrite to replace it)",
                     example_path(examples_dir, pair, protocol),
                 )
-    rows: list[dict[str, Any]] = []
+    rows: list[QualityRow] = []
     for scored in score_each(pairs, deblur, resize=resize or None):
         pair, blur, sharp, ours = scored.pair, scored.blur_rgb_u8, scored.sharp_rgb_u8, scored.out_rgb_u8
-        row = {
-            "name": pair.name,
-            "blur": str(pair.blur),
-            "sharp": str(pair.sharp),
-            "width": blur.shape[1],
-            "height": blur.shape[0],
-            "model_psnr": scored.psnr,
-            "model_ssim": scored.ssim,
-            "input_psnr": psnr(blur, sharp),
-            "input_ssim": ssim(blur, sharp),
-            "seconds": scored.seconds,
-        }
+        row = QualityRow(
+            name=pair.name,
+            blur=str(pair.blur),
+            sharp=str(pair.sharp),
+            width=blur.shape[1],
+            height=blur.shape[0],
+            model_psnr=scored.psnr,
+            model_ssim=scored.ssim,
+            input_psnr=psnr(blur, sharp),
+            input_ssim=ssim(blur, sharp),
+            seconds=scored.seconds,
+        )
         rows.append(row)
         if examples_dir is not None:
             y0, x0, y1, x1 = highest_gradient_box(sharp)
@@ -98,13 +98,13 @@ def run_quality(
         if on_scored:
             on_scored(scored)
 
-    def mean(key: str) -> float:
-        return float(np.mean([r[key] for r in rows]))
+    def mean(values: list[float]) -> float:
+        return float(np.mean(values))
 
-    return {
-        "protocol": protocol,
-        "count": len(rows),
-        "model": {"psnr": mean("model_psnr"), "ssim": mean("model_ssim")},
-        "input": {"psnr": mean("input_psnr"), "ssim": mean("input_ssim")},
-        "rows": rows,
-    }
+    return QualityReport(
+        protocol=protocol,
+        count=len(rows),
+        model=Scores(mean([r.model_psnr for r in rows]), mean([r.model_ssim for r in rows])),
+        input=Scores(mean([r.input_psnr for r in rows]), mean([r.input_ssim for r in rows])),
+        rows=rows,
+    )

@@ -1,5 +1,5 @@
-"""Speed: every variant is timed end to end as users run it (``Deblurrer.deblur_array``: uint8 in, tiling,
-fused micro-batches in the run dtype, stitching, uint8 out), after one warm-up call, the device
+"""Speed of the PyTorch variants: each is timed end to end as users run it (``Deblurrer.deblur_array``:
+uint8 in, tiling, micro-batches in the run dtype, stitching, uint8 out), after one warm-up call, the device
 synchronised, median of ``runs`` calls. The work is counted from the model itself: forward hooks on every
 Conv2d/Linear during the warm-up sum ``Cout * Cin / groups * kh * kw * Hout * Wout`` over the tiles
 actually run (overlaps and padding included), so TFLOP/s (2 FLOP per MAC) is comparable with a large
@@ -11,8 +11,7 @@ from __future__ import annotations
 import copy
 import gc
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from torch import nn
 
 from deblurtool import devices
 from deblurtool.bench.profile import matmul_peak_tflops, time_variant
+from deblurtool.bench.results import SpeedDefault, SpeedReport, SpeedRow
 from deblurtool.config import RuntimeConfig, TileConfig
 from deblurtool.errors import DeblurError
 from deblurtool.inference import Deblurrer
@@ -39,7 +39,8 @@ def synthetic_frame(height: int, width: int) -> np.ndarray:
 
 
 def plain_fp32_loop(model: nn.Module, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
-    """The baseline people would write: unfused model, fp32, NCHW, whole frame padded to a multiple of 4."""
+    """The baseline people would write: unfused model, fp32, NCHW, whole frame padded to a multiple of 4
+    (the model's own ``forward`` pads further where its architecture needs it)."""
     net = copy.deepcopy(model).float().eval().to(device)
 
     def run(rgb_u8: np.ndarray) -> np.ndarray:
@@ -85,7 +86,7 @@ def available_precisions(device: torch.device) -> tuple[list[str], list[str]]:
         if devices.cuda_supports_bf16(device):
             return ["fp32", "fp16", "bf16"], []
         return ["fp32", "fp16"], ["bf16 skipped: this GPU has no native bf16"]
-    notes = ["fp16 skipped on CPU: no fast fp16 kernels (about 0.3 GFLOP/s for a matmul, see NOTES.md)"]
+    notes = ["fp16 skipped on CPU: no fast fp16 kernels"]
     if devices.cpu_has_native_bf16():
         return ["fp32", "bf16"], notes
     return ["fp32"], [*notes, "bf16 skipped: this CPU has no native bf16 (it would be emulated, slowly)"]
@@ -119,8 +120,8 @@ def run_speed(
     runs: int,
     quick: bool = False,
     on_variant: Callable[[Variant], None] | None = None,
-) -> dict[str, Any]:
-    """Time the ``speed_variants`` on a ``resolution`` (width, height) frame; returns the JSON ``speed``."""
+) -> SpeedReport:
+    """Time the ``speed_variants`` on a ``resolution`` (width, height) frame."""
     width, height = resolution
     precisions, notes = available_precisions(device)
     if precision not in precisions:
@@ -132,13 +133,13 @@ def run_speed(
         p: matmul_peak_tflops(device, devices.DTYPES[p]) for p in dict.fromkeys(v.precision for v in variants)
     }
     frame = synthetic_frame(height, width)
-    rows: list[dict[str, Any]] = []
+    rows: list[SpeedRow] = []
     for v in variants:
         if on_variant:
             on_variant(v)
         if v.fused:
             tile = TileConfig(v.tile_size, v.tile_overlap, v.batch_size)
-            deblurrer = Deblurrer(model, tile=tile, runtime=RuntimeConfig(str(device), v.precision, "torch"))
+            deblurrer = Deblurrer.from_model(model, tile, RuntimeConfig(str(device), v.precision, "torch"))
             fn: Callable[[np.ndarray], np.ndarray] = deblurrer.deblur_array
         else:
             fn = plain_fp32_loop(model, device)
@@ -154,44 +155,30 @@ def run_speed(
         tiles = plan_tiles(height, width, ran.tile_size, ran.tile_overlap).n_tiles
         tflops = 2 * r["macs"] / r["median_s"] / 1e12
         rows.append(
-            {
-                "name": v.name,
-                **asdict(v),
-                "channels_last": v.fused,
-                "ms_per_frame": 1e3 * r["median_s"],
-                "ms_runs": [1e3 * s for s in r["seconds"]],
-                "fps": 1.0 / r["median_s"],
-                "tiles_per_frame": tiles,
-                "tiles_per_s": tiles / r["median_s"],
-                "macs_per_frame": r["macs"],
-                "tflops": tflops,
-                "peak_tflops": peaks[v.precision],
-                "fraction_of_peak": tflops / peaks[v.precision],
-                "peak_mem_mib": r["mem"].mib,
-                "peak_mem_kind": r["mem"].kind,
-            }
-        )
-    base_ms = rows[0]["ms_per_frame"]
-    for row in rows:
-        row["speedup_vs_baseline"] = base_ms / row["ms_per_frame"]
-    default_row = next(r for r in rows if r["is_default"])
+            SpeedRow(
+                name=v.name, precision=v.precision, tile_size=v.tile_size, tile_overlap=v.tile_overlap,
+                batch_size=v.batch_size, fused=v.fused, is_default=v.is_default, channels_last=v.fused,
+                ms_per_frame=1e3 * r["median_s"], ms_runs=[1e3 * s for s in r["seconds"]],
+                fps=1.0 / r["median_s"], tiles_per_frame=tiles, tiles_per_s=tiles / r["median_s"],
+                macs_per_frame=r["macs"], tflops=tflops, peak_tflops=peaks[v.precision],
+                fraction_of_peak=tflops / peaks[v.precision], peak_mem_mib=r["mem"].mib,
+                peak_mem_kind=r["mem"].kind,
+            )
+        )  # fmt: skip
+    base_ms = rows[0].ms_per_frame
+    rows = [replace(row, speedup_vs_baseline=base_ms / row.ms_per_frame) for row in rows]
+    default_row = next(r for r in rows if r.is_default)
     if device.type == "cuda" and torch.backends.cudnn.allow_tf32:
         notes.append(
             "fp32 convolutions use TF32 tensor cores (cudnn.allow_tf32); the fp32 matmul peak does not"
         )
-    return {
-        "fps": default_row["fps"],
-        "ms_per_frame": default_row["ms_per_frame"],
-        "resolution": [width, height],
-        "runs": runs,
-        "default": {
-            "device": str(device),
-            "precision": precision,
-            "tile_size": t.tile_size,
-            "tile_overlap": t.tile_overlap,
-            "batch_size": t.batch_size,
-        },
-        "matmul_peak_tflops": peaks,
-        "variants": rows,
-        "notes": notes,
-    }
+    return SpeedReport(
+        fps=default_row.fps,
+        ms_per_frame=default_row.ms_per_frame,
+        resolution=(width, height),
+        runs=runs,
+        default=SpeedDefault(str(device), precision, t.tile_size, t.tile_overlap, t.batch_size),
+        matmul_peak_tflops=peaks,
+        variants=rows,
+        notes=notes,
+    )

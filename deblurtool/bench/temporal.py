@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import av
 import numpy as np
 
+from deblurtool.bench.results import TemporalMean, TemporalReport, TemporalRow
 from deblurtool.errors import InputError
 from deblurtool.media.colour import to_rgb_u8
 from deblurtool.media.image_io import IMAGE_SUFFIXES, read_rgb_u8
@@ -58,41 +58,48 @@ def read_clip(path: Path, *, limit: int = 0) -> list[np.ndarray]:
     return frames
 
 
-def _measure(name: str, triples: Sequence[Triple]) -> dict[str, Any]:
+def _measure(name: str, triples: Sequence[Triple]) -> TemporalRow:
     inputs = [t[0] for t in triples]
     seqs: dict[str, list[np.ndarray]] = {"output": [t[1] for t in triples]}
     sharp = [t[2] for t in triples]
     if all(s is not None for s in sharp):
         seqs["sharp"] = [s for s in sharp if s is not None]
     result = temporal_consistency(inputs, **seqs)
-    return {"name": name, "pairs": result.pairs, "valid": result.valid, **result.errors}
+    e = result.errors
+    return TemporalRow(name, result.pairs, result.valid, e["input"], e["output"], e.get("sharp"))
 
 
 def run_temporal_clip(
     deblur: Callable[[np.ndarray], np.ndarray], frames: Sequence[np.ndarray], *, name: str
-) -> dict[str, Any]:
-    """Deblur every frame of a clip and measure input and output; the JSON ``temporal``."""
+) -> TemporalReport:
+    """Deblur every frame of a clip and measure input and output."""
     triples: list[Triple] = [(f, deblur(f), None) for f in frames]
     return summarize([_measure(name, triples)])
 
 
-def run_temporal_sequences(sequences: dict[str, list[Triple]]) -> dict[str, Any] | None:
+def run_temporal_sequences(sequences: dict[str, list[Triple]]) -> TemporalReport | None:
     """Measure each sequence of two frames or more (outputs already made); None if there is none."""
     rows = [_measure(name, triples) for name, triples in sorted(sequences.items()) if len(triples) >= 2]
     return summarize(rows) if rows else None
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(rows: list[TemporalRow]) -> TemporalReport:
     """Per-sequence rows and their mean weighted by frame pairs."""
-    total = sum(r["pairs"] for r in rows)
-    mean = {
-        key: float(sum(r[key] * r["pairs"] for r in rows) / total)
-        for key in ("input", "output", "sharp", "valid")
-        if all(key in r for r in rows)
-    }
-    return {
-        "metric": "warping error, RMS 8-bit levels (flow: DIS on the input)",
-        "pairs": total,
-        "mean": mean,
-        "rows": rows,
-    }
+    total = sum(r.pairs for r in rows)
+
+    def mean(values: list[float]) -> float:
+        return float(sum(v * r.pairs for v, r in zip(values, rows, strict=True)) / total)
+
+    sharps = [r.sharp for r in rows]
+    mean_row = TemporalMean(
+        input=mean([r.input for r in rows]),
+        output=mean([r.output for r in rows]),
+        valid=mean([r.valid for r in rows]),
+        sharp=mean([s for s in sharps if s is not None]) if all(s is not None for s in sharps) else None,
+    )
+    return TemporalReport(
+        metric="warping error, RMS 8-bit levels (flow: DIS on the input)",
+        pairs=total,
+        mean=mean_row,
+        rows=rows,
+    )

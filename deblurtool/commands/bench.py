@@ -16,7 +16,6 @@ from deblurtool.commands.common import (
     Precision,
     TileOverlap,
     TileSize,
-    Weights,
     handle_errors,
     tile_config,
 )
@@ -44,6 +43,11 @@ HELP = "\n\n".join(
         "file or a folder of frames without ground truth: then only the temporal table (input and output).",
         "[bold]Engines[/] (--engine all): every CPU engine installed, side by side on the same net and "
         "threads (torch's: one per core, or OMP_NUM_THREADS); see --engine.",
+        "[bold]Models[/] (--model or --weights given twice or more, or --video): the generators side by "
+        "side, each as video runs it (its default engine and precision unless --engine/--precision say "
+        "otherwise): load time (with any conversion or int8 quantisation not yet cached), the first frame "
+        "and the median frame on the synthetic frame and, with --video, frames per second over the whole "
+        "video end to end (decode, deblur, encode), and the speed-up against the first model named.",
         "Tile options left out keep the device default (when all three are left out); if only some are "
         "given, the others take 256 / 32 / 4, as in the video and folder commands.",
     ]
@@ -60,6 +64,34 @@ EngineOpt = Annotated[
         'pip install "deblurtool\\[bench-engines]") side by side, whole frame and 256/32 tiles; with '
         "--metrics also PSNR against PyTorch fp32 and the sharp frames of --data. A list such as "
         "torch,openvino picks among torch, torch.compile, openvino and onnxruntime.",
+    ),
+]
+WeightsFiles = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--weights",
+        metavar="FILE",
+        dir_okay=False,
+        help="A generator .safetensors file (default: the shipped default model); repeat it (or add --model) "
+        "to compare models side by side.",
+    ),
+]
+Models = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        metavar="NAME",
+        help="A shipped model by name (`deblurtool models` lists them); repeat it to compare models side by "
+        "side (named models come first, then --weights files).",
+    ),
+]
+Video = Annotated[
+    Path | None,
+    typer.Option(
+        "--video",
+        dir_okay=False,
+        help="Compare the models end to end on this video too (decode, deblur, encode; the output is "
+        "discarded), e.g. samples/GOPR0384_11_00_blur.mp4.",
     ),
 ]
 Resolution = Annotated[str, typer.Option("--resolution", help="Frame size WIDTHxHEIGHT timed for speed.")]
@@ -114,7 +146,9 @@ def bench(
     tile_size: TileSize = None,
     tile_overlap: TileOverlap = None,
     batch_size: BatchSize = None,
-    weights: Weights = None,
+    weights: WeightsFiles = None,
+    model: Models = None,
+    video: Video = None,
     metrics: Metrics = False,
     speed: Speed = True,
     data: Data = None,
@@ -126,29 +160,39 @@ def bench(
 ) -> None:
     """Measure speed and, with --metrics, quality (full help: ``HELP``)."""
     from deblurtool.bench import BenchConfig, quality_table, run_bench, speed_table, temporal_table
-    from deblurtool.bench.report import engines_table, fp32_table
+    from deblurtool.bench.report import engines_table, fp32_table, models_table
 
+    files = list(weights or [])
+    if model:
+        from deblurtool.models.weights import resolve_model
+
+        files = [resolve_model(name) for name in model] + files
     config = BenchConfig(
         device=device, precision=precision, resolution=parse_resolution(resolution), runs=runs, quick=quick,
-        tile=tile_config(tile_size, tile_overlap, batch_size), weights=weights, metrics=metrics, speed=speed,
-        data=data, resize=resize, save_examples=save_examples, json_out=json_out, overwrite=overwrite,
-        clip_frames=clip_frames, engine=engine,
+        tile=tile_config(tile_size, tile_overlap, batch_size), weights=tuple(files), metrics=metrics,
+        speed=speed, data=data, resize=resize, save_examples=save_examples, json_out=json_out,
+        overwrite=overwrite, clip_frames=clip_frames, engine=engine, video=video,
     )  # fmt: skip
     report = run_bench(config, say=ui.tell)
-    if "speed" in report:
-        ui.print_table(speed_table(report))
-        for text in report["speed"]["notes"]:
-            ui.note(text, console=ui.out)
-    if "engines" in report:
-        ui.print_table(engines_table(report))
-        for text in report["engines"]["notes"]:
-            ui.note(text, console=ui.out)
-    if "quality" in report:
-        ui.print_table(quality_table(report["quality"]))
-        if "vs_fp32" in report["quality"]:
-            ui.print_table(fp32_table(report["quality"]["vs_fp32"]))
-    if "temporal" in report:
-        ui.print_table(temporal_table(report["temporal"]))
+    if report.speed is not None:
+        ui.print_table(speed_table(report.speed, report.system))
+        for text in report.speed.notes:
+            ui.note(text)
+    if report.engines is not None:
+        ui.print_table(engines_table(report.engines, report.system))
+        for text in report.engines.notes:
+            ui.note(text)
+    if report.models is not None:
+        ui.print_table(models_table(report.models, report.system))
+        for row in report.models.rows:
+            for text in row.notes:
+                ui.note(f"{row.name}: {text}")
+    if report.quality is not None:
+        ui.print_table(quality_table(report.quality))
+        if report.quality.vs_fp32 is not None:
+            ui.print_table(fp32_table(report.quality.vs_fp32))
+    if report.temporal is not None:
+        ui.print_table(temporal_table(report.temporal))
     if json_out is not None:
         ui.tell(f"wrote {json_out}")
 

@@ -1,5 +1,6 @@
-"""What the commands share: every option alias (same names at every layer), building and describing the
-model, and the error-to-exit-code wrapper. No command module imports another; they all import this.
+"""What the commands share: every option alias (same names at every layer), the model spec built once per
+command, the one place that runs a plan locally or on Ray, and the error-to-exit-code wrapper. No command
+module imports another; they all import this.
 
 Nothing here imports torch at import time, so ``--help`` stays fast: the model is imported inside
 :func:`load_model`.
@@ -12,18 +13,29 @@ import functools
 import sys
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
 from deblurtool import ui
-from deblurtool.config import EncodeConfig, RuntimeConfig, TileConfig
-from deblurtool.errors import EXIT_INTERRUPTED, EXIT_USAGE, DeblurError, one_line
+from deblurtool.config import ModelSpec, RuntimeConfig, TileConfig
+from deblurtool.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    DeblurError,
+    InternalError,
+    Terminated,
+    one_line,
+    os_reason,
+)
 
 if TYPE_CHECKING:
     from deblurtool.inference import Deblurrer
-    from deblurtool.scale.worker import WorkerSpec
+    from deblurtool.pipeline import JobResult, Plan
+    from deblurtool.ui import ProgressBar
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -87,6 +99,26 @@ Weights = Annotated[
         metavar="FILE",
         help="A generator .safetensors file (default: the shipped weights/ model).",
         dir_okay=False,
+    ),
+]
+ModelName = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        metavar="NAME",
+        help="A shipped model by name (`deblurtool models` lists them); not together with --weights.",
+        show_default=False,
+    ),
+]
+Strength = Annotated[
+    float,
+    typer.Option(
+        "--strength",
+        metavar="S",
+        min=0.0,
+        max=1.0,
+        help="How much of the model's correction to apply, per pixel: 1 the model's output, 0 the input "
+        "unchanged, between them a blend.",
     ),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist.")]
@@ -162,6 +194,32 @@ RayWorkers = Annotated[
         show_default=False,
     ),
 ]
+# A slice of a video (`video` only): times as seconds or [HH:]MM:SS[.ms], parsed by media.time_range.
+Start = Annotated[
+    str | None,
+    typer.Option(
+        "--start",
+        metavar="TIME",
+        help="Deblur only from TIME on (seconds, 12.5, or [HH:]MM:SS[.ms], from the first frame); the output "
+        "starts at 0, with the audio and subtitles of the same span.",
+        show_default=False,
+    ),
+]
+Duration = Annotated[
+    str | None,
+    typer.Option(
+        "--duration",
+        metavar="TIME",
+        help="Deblur only this long a part (from --start, or the beginning).",
+        show_default=False,
+    ),
+]
+End = Annotated[
+    str | None,
+    typer.Option(
+        "--end", metavar="TIME", help="Deblur only up to TIME (not with --duration).", show_default=False
+    ),
+]
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -170,26 +228,37 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn our errors into one line and an exit code; Ctrl-C into 130. ``--debug`` shows the traceback."""
+    """Turn our errors into one line and their exit code (2 usage or bad input, 1 some inputs failed); an
+    exception nobody foresaw into one ``internal error:`` line and 70; Ctrl-C into 130, SIGTERM into 143.
+    ``--debug`` shows the traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
+        except InternalError as e:
+            if state.debug:
+                traceback.print_exc(file=sys.stderr)
+            ui.error(str(e), label="internal error")
+            raise typer.Exit(e.exit_code) from None
         except DeblurError as e:
             if state.debug:
                 traceback.print_exc(file=sys.stderr)
             raise fail(str(e), e.exit_code) from None
+        except Terminated:
+            ui.interrupted("terminated")
+            raise typer.Exit(EXIT_TERMINATED) from None
         except KeyboardInterrupt:
             ui.interrupted()
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
-        except Exception as e:  # an unexpected bug: still one line unless --debug
+        except Exception as e:  # a bug: still one line unless --debug
             if state.debug:
                 traceback.print_exc(file=sys.stderr)
-            first = (str(e).strip().splitlines() or [""])[0]
-            raise fail(f"{type(e).__name__}: {first} (--debug shows the traceback)", EXIT_USAGE) from None
+            error = InternalError(f"{one_line(e)} (--debug shows the traceback)")
+            ui.error(str(error), label="internal error")
+            raise typer.Exit(error.exit_code) from None
 
     return wrapper
 
@@ -208,101 +277,114 @@ def tile_config(tile_size: int | None, tile_overlap: int | None, batch_size: int
     return TileConfig(**given) if given else None
 
 
-def check_model_options(
+def model_spec(
     *,
-    device: str,
-    precision: str,
-    tile_size: int | None,
-    tile_overlap: int | None,
-    batch_size: int | None,
+    weights: Path | None = None,
+    model: str | None = None,
+    device: str = "auto",
+    precision: str = "auto",
     engine: str = "auto",
-) -> None:
-    """Refuse bad model options at once (``--tile-size 30``), before inputs are read or torch imported."""
-    tile_config(tile_size, tile_overlap, batch_size)
-    RuntimeConfig(device=device, precision=precision, engine=engine)
-
-
-def load_model(
-    weights: Path | None,
-    *,
-    device: str,
-    precision: str,
-    tile_size: int | None,
-    tile_overlap: int | None,
-    batch_size: int | None,
-    engine: str = "auto",
-) -> Deblurrer:
-    """Build the Deblurrer from the CLI's knobs and print the lines saying what will run. The options are
-    checked first: a bad one is refused at once, not after seconds of importing torch."""
-    tile = tile_config(tile_size, tile_overlap, batch_size)
-    runtime = RuntimeConfig(device=device, precision=precision, engine=engine)
-
-    from deblurtool.inference import Deblurrer  # heavy (torch): only when a command actually runs
-
-    with naming_the_file(weights, "the model could not be loaded, nothing was written"):
-        model = Deblurrer.from_weights(weights, tile=tile, runtime=runtime)
-    ui.say(describe_model(model))
-    for text in model.notes:
-        ui.say(f"note: {text}")
-    return model
-
-
-def describe_model(model: Deblurrer) -> str:
-    """One line: device, precision, tile settings and weights file actually used. A tiling that is the
-    device's default (which may change with the frame size) says so."""
-    tile = model.tile
-    if tile.tile_size == 0:
-        tiles = f"whole frames, batch_size {tile.batch_size}"
-    else:
-        tiles = f"tile_size {tile.tile_size}, tile_overlap {tile.tile_overlap}, batch_size {tile.batch_size}"
-    if model.auto_tile:
-        tiles += " (device default)"
-    weights = model.weights_path if model.weights_path is not None else "in memory"
-    return (
-        f"model: device {model.device}, engine {model.engine}, precision {model.precision}, {tiles}, "
-        f"weights {weights}"
+    tile_size: int | None = None,
+    tile_overlap: int | None = None,
+    batch_size: int | None = None,
+    strength: float = 1.0,
+) -> ModelSpec:
+    """The one :class:`ModelSpec` of a command, from its model options: bad ones are refused at once
+    (``--tile-size 30``), before inputs are read or torch imported. ``--model NAME`` names a shipped model
+    (refused together with ``--weights``)."""
+    if model is not None and weights is not None:
+        raise DeblurError("--model and --weights both name the generator to run; give one of them")
+    spec = ModelSpec(
+        weights=weights,
+        runtime=RuntimeConfig(device=device, precision=precision, engine=engine),
+        tile=tile_config(tile_size, tile_overlap, batch_size),
+        strength=strength,
     )
+    if model is not None:
+        from deblurtool.models.weights import resolve_model  # (imports torch: only when a name is given)
+
+        spec = ModelSpec(
+            weights=resolve_model(model), runtime=spec.runtime, tile=spec.tile, strength=strength
+        )
+    return spec
+
+
+def load_model(spec: ModelSpec) -> Deblurrer:
+    """Build the Deblurrer ``spec`` describes and say what will run (on stderr: ``model:`` and ``note:``
+    lines are diagnostics, not results)."""
+    from deblurtool.inference import load_deblurrer  # heavy (torch): only when a command actually runs
+    from deblurtool.pipeline.progress import describe_model
+
+    with naming_the_file(spec.weights, "the model could not be loaded, nothing was written"):
+        model = load_deblurrer(spec)
+    ui.tell(describe_model(model))
+    for text in model.notes:
+        ui.tell(f"note: {text}")
+    return model
 
 
 @contextlib.contextmanager
 def naming_the_file(path: Path | None, outcome: str) -> Iterator[None]:
-    """Turn an unexpected exception (a bug, an unforeseen library error) into a one-line DeblurError that
-    names ``path`` (when there is one) and says ``outcome``; ``--debug`` still shows the original traceback
-    (it is chained)."""
+    """Name ``path`` (when there is one) and say ``outcome`` in the one line of an error nobody caught
+    before: an OS error (a full disk, a permission) is the user's to fix (exit 2, its reason in words), any
+    other exception a bug (an :class:`InternalError`, exit 70); ``--debug`` still shows the original
+    traceback (it is chained)."""
     try:
         yield
     except DeblurError:
         raise
+    except OSError as e:
+        where = f": {e.filename}" if e.filename and str(e.filename) != str(path) else ""
+        raise DeblurError(f"failed: {os_reason(e)}{where}; {outcome}", path) from e
     except Exception as e:
-        raise DeblurError(f"failed: {one_line(e)}; {outcome} (--debug shows the traceback)", path) from e
+        raise InternalError(f"failed: {one_line(e)}; {outcome} (--debug shows the traceback)", path) from e
 
 
-# -- Ray ---------------------------------------------------------------------------------------------------
+# -- running a plan ----------------------------------------------------------------------------------------
 
 
-def check_ray(address: str | None) -> None:
-    """With ``--ray``: Ray must be installed; if not, one line saying how, before anything else. Without it
-    Ray is never imported."""
-    if address is not None:
-        from deblurtool.scale import require_ray
+@dataclass(frozen=True)
+class RayOptions:
+    """``--ray ADDRESS`` and the options that go with it (None fields: their defaults)."""
 
-        require_ray()
+    address: str
+    chunk_frames: int | None = None
+    workers: int | None = None
 
 
-def ray_spec(
-    weights: Path | None,
-    encode: EncodeConfig,
-    *,
-    device: str,
-    precision: str,
-    tile_size: int | None,
-    tile_overlap: int | None,
-    batch_size: int | None,
-    engine: str = "auto",
-) -> WorkerSpec:
-    """What every Ray worker loads and encodes: the same settings :func:`load_model` would use here."""
-    from deblurtool.scale.run import worker_spec
+def ray_options(address: str | None, chunk_frames: int | None, workers: int | None) -> RayOptions | None:
+    """The Ray options, or None without ``--ray`` (then Ray is never imported). With it, Ray must be
+    installed: if not, one line saying how, before anything else."""
+    if address is None:
+        return None
+    from deblurtool.scale import require_ray
 
-    tile = tile_config(tile_size, tile_overlap, batch_size)
-    runtime = RuntimeConfig(device=device, precision=precision, engine=engine)
-    return worker_spec(weights, tile, runtime, encode)
+    require_ray()
+    return RayOptions(address, chunk_frames, workers)
+
+
+def run_plan(
+    plan: Plan, spec: ModelSpec, *, ray: RayOptions | None, overwrite: bool, progress: ProgressBar, kept: str
+) -> JobResult:
+    """Run ``plan`` with the model ``spec`` describes: here (the model loaded once, its ``model:`` line said)
+    or on the Ray cluster (each worker loads it; the first one's line is said). ``kept`` says what is left of
+    the outputs if the run fails unexpectedly.
+
+    While it runs, whatever the engines or Ray print on stdout (NNCF's progress bars while it quantises,
+    Ray's coloured "(raylet) ..." messages) goes to stderr: stdout is for results, which the command prints
+    once the run has returned."""
+    from deblurtool.pipeline import run_local
+
+    with contextlib.redirect_stdout(sys.stderr):
+        if ray is None:
+            model = load_model(spec)
+            with naming_the_file(plan.src, kept):
+                return run_local(
+                    plan, model, signature=model.signature, overwrite=overwrite, progress=progress
+                )
+        from deblurtool.scale.run import run_ray, worker_spec
+
+        with naming_the_file(plan.src, kept):
+            return run_ray(plan, worker_spec(spec, plan.encode), address=ray.address,
+                           chunk_frames=ray.chunk_frames, overwrite=overwrite, workers=ray.workers,
+                           progress=progress, say=ui.tell)  # fmt: skip

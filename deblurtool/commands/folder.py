@@ -15,21 +15,21 @@ from deblurtool.commands.common import (
     Crf,
     Device,
     Engine,
+    ModelName,
     NoProgress,
     Overwrite,
     PixFmt,
     Precision,
     RayAddress,
     RayWorkers,
+    Strength,
     TileOverlap,
     TileSize,
     Weights,
-    check_model_options,
-    check_ray,
     handle_errors,
-    load_model,
-    naming_the_file,
-    ray_spec,
+    model_spec,
+    ray_options,
+    run_plan,
 )
 from deblurtool.config import EncodeConfig
 from deblurtool.errors import PartialFailure
@@ -55,6 +55,8 @@ def folder(
     ],
     overwrite: Overwrite = False,
     weights: Weights = None,
+    model: ModelName = None,
+    strength: Strength = 1.0,
     device: Device = "auto",
     precision: Precision = "auto",
     engine: Engine = "auto",
@@ -74,7 +76,8 @@ def folder(
     Takes png, jpg/jpeg, bmp, tif/tiff and webp images: outputs mirror the relative paths, formats, bit depth
     (8/16), gray/colour and alpha (kept untouched) of the inputs, with their metadata. Videos (mp4, m4v, mov,
     mkv, webm, avi, ts, mts, m2ts) are deblurred as `deblurtool video` does, into the same relative path and
-    container (--codec, --crf and --pix-fmt apply to them).
+    container (--codec, --crf and --pix-fmt apply to them). GIFs are not deblurred here: they are named in a
+    note (`deblurtool video` takes one).
 
     Examples:
 
@@ -85,74 +88,29 @@ def folder(
       deblurtool folder archive/ sharp/ --ray auto            (on a Ray cluster: all its GPUs)
 
     Re-running skips outputs already made from the same input and settings, so an interrupted run resumes.
-    A file that cannot be read or written is reported and skipped; the exit code is then 1.
+    A file that cannot be read or written is reported and skipped; the exit code is then 1. The folder is
+    scanned, the encoder settings checked and the output folder made, tried and locked before the model
+    loads: what would be refused is refused at once.
 
     Exit codes: 0 all done (or already done); 1 some files failed (the rest were done); 2 unusable input
-    folder or refused output folder; 130 interrupted (finished files are kept, re-run to resume).
+    folder or refused output folder; 70 internal error (a bug); 130 interrupted, 143 terminated (finished
+    files are kept, re-run to resume).
     """
-    from deblurtool.media.image_io import IMAGE_SUFFIXES  # OpenCV: not for --help
-    from deblurtool.media.video_codec import check_encode
-    from deblurtool.pipeline import check_folder_input, run_folder
+    from deblurtool.pipeline import plan_folder  # not for --help
 
-    check_ray(ray)
-    check_model_options(
-        device=device,
-        precision=precision,
-        engine=engine,
-        tile_size=tile_size,
-        tile_overlap=tile_overlap,
-        batch_size=batch_size,
-    )
+    ray_opts = ray_options(ray, chunk_frames, ray_workers)
+    spec = model_spec(weights=weights, model=model, device=device, precision=precision, engine=engine,
+                      tile_size=tile_size, tile_overlap=tile_overlap, batch_size=batch_size,
+                      strength=strength)  # fmt: skip
     encode = EncodeConfig(codec=codec, crf=crf, pix_fmt=pix_fmt)
-    check_encode(encode, "")
-    check_folder_input(src, dst)  # refuse before spending seconds on loading the model
-    unit = "files/s" if ray is None else "fps"  # a Ray job counts frames (an image as one)
-    bar = ui.ProgressBar(unit, enabled=not no_progress)
-    workers: list[str] = []
-    if ray is not None:
-        from deblurtool.scale.run import run_ray_folder
-
-        spec = ray_spec(
-            weights,
-            encode,
-            device=device,
-            precision=precision,
-            engine=engine,
-            tile_size=tile_size,
-            tile_overlap=tile_overlap,
-            batch_size=batch_size,
-        )
-        with naming_the_file(src, "outputs and chunks finished so far are kept, re-run to resume"):
-            outcome = run_ray_folder(
-                src,
-                dst,
-                spec,
-                address=ray,
-                chunk_frames=chunk_frames,
-                overwrite=overwrite,
-                workers=ray_workers,
-                progress=bar,
-                say=ui.say,
-            )
-        summary, workers = outcome.summary, outcome.workers
-    else:
-        model = load_model(
-            weights,
-            device=device,
-            precision=precision,
-            engine=engine,
-            tile_size=tile_size,
-            tile_overlap=tile_overlap,
-            batch_size=batch_size,
-        )
-        with naming_the_file(src, "outputs finished so far are kept, re-run to resume"):
-            summary = run_folder(
-                src, dst, model, overwrite=overwrite, progress=bar, signature=model.signature, encode=encode
-            )
-    for line in [summary.line(), *workers]:
+    bar = ui.ProgressBar("files/s", enabled=not no_progress)
+    kept = "outputs " + ("and chunks " if ray_opts else "") + "finished so far are kept, re-run to resume"
+    with plan_folder(src, dst, encode, bar) as plan:  # refusals: before the model
+        bar.unit = "fps" if plan.has_videos else "files/s"  # the count is of frames (an image as one)
+        result = run_plan(plan, spec, ray=ray_opts, overwrite=overwrite, progress=bar, kept=kept)
+    summary = result.summary
+    for line in [summary.line(), *result.workers]:
         ui.say(line)
     if summary.failed:
-        total = summary.done + summary.skipped + len(summary.failed)
-        images = all(path.suffix.lower() in IMAGE_SUFFIXES for path, _ in summary.failed)
-        what = "image(s)" if images else "input(s)"
-        raise PartialFailure(f"{len(summary.failed)} of {total} {what} failed (listed above)", src)
+        what = "input(s)" if summary.videos or summary.unlisted else "image(s)"
+        raise PartialFailure(f"{len(summary.failed)} of {summary.inputs} {what} failed (listed above)", src)

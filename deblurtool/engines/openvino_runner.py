@@ -1,18 +1,19 @@
-"""The generator's body on OpenVINO (CPU): converted from the PyTorch module, quantised to int8 by NNCF on the
-shipped calibration crops where asked, compiled per input shape, everything cached (see :mod:`.cache`).
+"""A generator's residual on OpenVINO (CPU): converted from the PyTorch module, quantised to int8 by NNCF on
+the shipped calibration crops where asked, compiled per input shape, everything cached (see :mod:`.cache`).
 
-What is converted is the BN-folded body in fp32 (never another source of truth: the same tensors the
-PyTorch path runs, loaded from the safetensors file). The global residual and the clamp stay in PyTorch
-fp32 (``inference.Deblurrer``), so the input image is never rounded. Two cache levels:
+What is converted is the architecture's inference-fused residual module in fp32
+(``engines.select.residual_module``; never another source of truth: the same tensors the PyTorch path runs,
+loaded from the safetensors file). Adding the residual to the input and clamping stay in PyTorch fp32
+(``inference.Deblurrer``), so the input image is never rounded. Two cache levels:
 
 - ``model``: the converted (and for int8, quantised) OpenVINO model with a dynamic input shape, as IR (xml +
-  weights); per weights, precision and OpenVINO version. Quantising takes tens of seconds: done once. An int8
-  entry also holds its measured quality (:func:`int8_psnr`), so the check that decides whether precision
-  ``auto`` may use it is paid once too.
+  weights); per weights, precision and OpenVINO version. Quantising is slow: done once. An int8 entry also
+  holds its measured quality (:func:`int8_psnr`), so the check that decides whether precision ``auto`` may
+  use it is paid once too.
 - ``compiled``: the model reshaped to one static input shape (static shapes compile to the fastest kernels)
-  and compiled for this CPU, exported; per shape, precision, thread count and CPU. Loading one takes ~0.1 s
-  where compiling takes ~0.5 s and converting ~5 s. The newest ``MAX_COMPILED`` entries are kept (each holds
-  the weights: ~45 MB in fp32/bf16), so a folder of many image sizes cannot fill the disk.
+  and compiled for this CPU, exported; per shape, precision, thread count and CPU. Loading one is much
+  faster than compiling it again. The newest ``MAX_COMPILED`` entries are kept (each holds the weights), so a
+  folder of many image sizes cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import torch
 from torch import nn
 
 from deblurtool.devices import cpu_identity
-from deblurtool.engines.cache import Warn, cache_dir, entry_path, read_entry, write_entry
+from deblurtool.engines.cache import Warn, entry_path, prune, read_entry, write_entry
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,8 @@ def calibration_batches() -> list[np.ndarray]:
 
 @contextlib.contextmanager
 def _quiet_conversion() -> Iterator[None]:
-    """Hide what converting prints that users cannot act on: torch.jit.trace's FutureWarning (OpenVINO's
-    converter traces the module) and torch's C++-extension log lines probing for CUDA."""
+    """Hide what converting prints that users cannot act on: torch.jit.trace's warnings (OpenVINO's converter
+    traces the module) and torch's C++-extension log lines probing for CUDA."""
     loggers = [logging.getLogger(name) for name in ("torch.utils.cpp_extension", "torch._dynamo")]
     levels = [lg.level for lg in loggers]
     try:
@@ -87,6 +88,9 @@ def _quiet_conversion() -> Iterator[None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", UserWarning)
+            # Shape-dependent branches (an architecture's own padding) are traced for aligned inputs, which
+            # is all a runner is ever given (``multiple``): the tracer's warning about them does not apply.
+            warnings.filterwarnings("ignore", message="Converting a tensor to a Python")
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
@@ -94,7 +98,8 @@ def _quiet_conversion() -> Iterator[None]:
 
 
 def convert(body: nn.Module) -> Any:
-    """The fp32 torch ``body`` as an OpenVINO model with input ``N x 3 x H x W`` (all dynamic but channels).
+    """The fp32 torch ``body`` (input sides multiples of the architecture's, see ``OpenVinoRunner``) as an
+    OpenVINO model with input ``N x 3 x H x W`` (all dynamic but channels).
     A module attribute so tests can count conversions."""
     import openvino as ov
 
@@ -118,11 +123,11 @@ def quantize(model: Any, preset: str = "MIXED") -> Any:
         )
 
 
-def int8_psnr(body: nn.Module, run: Callable[[np.ndarray], np.ndarray], *, residual: bool = True) -> float:
+def int8_psnr(body: nn.Module, run: Callable[[np.ndarray], np.ndarray]) -> float:
     """How close a quantised model stays to the float one: PSNR (dB, on the [-1, 1] scale, MSE pooled over
-    every calibration crop) of the crops deblurred through ``run`` (the compiled int8 body: array in, array
-    out) against the same crops through the fp32 PyTorch ``body``. ``residual``: the body is a generator's
-    residual branch, so both are finished as the Deblurrer does (input + body, clamped to [-1, 1])."""
+    every calibration crop) of the crops deblurred through ``run`` (the compiled int8 residual: array in,
+    array out) against the same crops through the fp32 PyTorch residual module ``body``, both finished as the
+    Deblurrer does (input + residual, clamped to [-1, 1]), so any architecture is measured alike."""
     from deblurtool.metrics import psnr
 
     wants, gots = [], []
@@ -131,8 +136,7 @@ def int8_psnr(body: nn.Module, run: Callable[[np.ndarray], np.ndarray], *, resid
             x = torch.from_numpy(batch)
             want = body(x).float()
             got = torch.from_numpy(np.array(run(batch), dtype=np.float32, copy=True))
-            if residual:
-                want, got = torch.clamp(x + want, -1.0, 1.0), torch.clamp(x + got, -1.0, 1.0)
+            want, got = torch.clamp(x + want, -1.0, 1.0), torch.clamp(x + got, -1.0, 1.0)
             wants.append(want)
             gots.append(got)
     return psnr(torch.cat(gots), torch.cat(wants), data_range=2.0)  # one MSE over all crops
@@ -147,30 +151,19 @@ def _ir_bytes(model: Any) -> dict[str, bytes]:
         return {"xml": xml.read_bytes(), "bin": xml.with_suffix(".bin").read_bytes()}
 
 
-def _prune_compiled(keep: int) -> None:
-    """Delete all but the ``keep`` most recently used compiled entries (reading one touches it)."""
-
-    def used(path: Path) -> float:
-        try:
-            return path.stat().st_mtime
-        except OSError:  # another process pruned it first
-            return 0.0
-
-    entries = sorted(cache_dir().glob("compiled-*"), key=used, reverse=True)
-    for path in entries[keep:]:
-        with contextlib.suppress(OSError):
-            path.unlink()
-
-
 class OpenVinoRunner:
-    """``runner(x_pm1) -> body(x_pm1)``: ``N x 3 x H x W`` float32 CPU tensors in and out, through OpenVINO.
+    """``runner(x_pm1) -> body(x_pm1)``: ``N x 3 x H x W`` float32 CPU tensors in and out, through OpenVINO
+    (an ``engines.select.Runner``: ``body`` is a generator's residual module, ``H`` and ``W`` multiples of
+    ``multiple``, which the traced model's shape arithmetic assumes).
 
     ``precision`` fp32|bf16|int8; ``compute_bf16`` whether the layers int8 leaves in floating point run in
     bf16 (as ``devices.resolve_precision('auto')`` would pick) or fp32. ``identity`` names the weights
     (``weights``: their sha256; ``fused``); ``threads`` the CPU threads, as torch's. ``warn`` hears cache
     problems (a corrupt entry rebuilt, an unwritable folder). ``conversions`` counts models built here.
-    ``residual``: ``body`` is a generator's residual branch (how :attr:`quality_db` finishes its outputs).
     """
+
+    engine = "openvino"
+    device = torch.device("cpu")
 
     def __init__(
         self,
@@ -181,7 +174,7 @@ class OpenVinoRunner:
         identity: Mapping[str, str],
         threads: int,
         warn: Warn,
-        residual: bool = True,
+        multiple: int = 1,
     ) -> None:
         import openvino as ov
 
@@ -209,7 +202,7 @@ class OpenVinoRunner:
         if precision == "int8":
             self.model_key["calibration"] = calibration_digest()
             self.model_key["check"] = "int8_psnr-1"  # how the stored quality was measured
-        self.residual = residual
+        self.multiple = multiple
         self._model: Any = None
         self._quality: float | None = None
         self._compiled: dict[tuple[int, ...], Any] = {}
@@ -255,7 +248,7 @@ class OpenVinoRunner:
     def _measure_quality(self) -> float:
         shape = (1, *calibration_batches()[0].shape[1:])
         compiled = self.compiled(shape)
-        return int8_psnr(self.body, lambda batch: compiled(batch)[0], residual=self.residual)
+        return int8_psnr(self.body, lambda batch: compiled(batch)[0])
 
     @property
     def quality_db(self) -> float | None:
@@ -298,7 +291,7 @@ class OpenVinoRunner:
             self.compilations += 1
             compiled = self._core.compile_model(model, "CPU", self.config)
             write_entry(path, key, {"blob": compiled.export_model().getvalue()}, self.warn)
-            _prune_compiled(MAX_COMPILED)
+            prune("compiled", MAX_COMPILED)
         self._compiled[shape] = compiled
         return compiled
 
@@ -306,6 +299,3 @@ class OpenVinoRunner:
         compiled = self.compiled(tuple(x.shape))
         y = compiled(np.ascontiguousarray(x.detach().float().numpy()))[0]
         return torch.from_numpy(np.array(y, dtype=np.float32, copy=True))
-
-
-Runner = Callable[[torch.Tensor], torch.Tensor]

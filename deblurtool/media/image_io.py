@@ -116,6 +116,13 @@ class ImageData:
     def pages(self) -> tuple[np.ndarray, ...]:
         return (self.pixels, *self.extra_pages)
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """``note:`` lines on what the output cannot keep of this file (a CMYK JPEG comes out RGB)."""
+        if self.facts.cmyk:
+            return ("note: a CMYK JPEG: OpenCV reads it as RGB and cannot write CMYK, so the output is RGB",)
+        return ()
+
     def with_pages(self, pages: Sequence[np.ndarray]) -> ImageData:
         """The same image (metadata and all) holding ``pages`` instead."""
         return replace(self, pixels=pages[0], extra_pages=tuple(pages[1:]))
@@ -271,6 +278,14 @@ def write_image(path: Path, image: ImageData, *, overwrite: bool = False) -> Non
 
 _PAGED = frozenset({".tif", ".tiff", ".webp"})
 
+_SAMPLING_FACTORS = {
+    "444": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+    "422": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+    "420": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
+    "440": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_440,
+    "411": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_411,
+}
+
 
 def _write_params(ext: str, facts: FileFacts) -> list[int]:
     """OpenCV's parameters for ``ext``: the input's quality for a lossy JPEG or WebP (a lossless WebP stays
@@ -278,6 +293,8 @@ def _write_params(ext: str, facts: FileFacts) -> list[int]:
     params = list(_WRITE_PARAMS.get(ext, []))
     if ext in (".jpg", ".jpeg") and facts.quality is not None:
         params = [cv2.IMWRITE_JPEG_QUALITY, facts.quality]
+    if ext in (".jpg", ".jpeg") and facts.chroma is not None:  # as quality: what the source kept of colour
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, _SAMPLING_FACTORS[facts.chroma]]
     elif ext == ".webp" and facts.lossless is False:
         params = [cv2.IMWRITE_WEBP_QUALITY, facts.quality or 90]
     elif ext in (".tif", ".tiff"):

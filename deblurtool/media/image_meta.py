@@ -1,5 +1,6 @@
 """What OpenCV neither reports nor keeps about an image file: its resolution (DPI), the quality a lossy JPEG
-or WebP was saved at, whether a WebP is lossless, and whether a PNG is gray+alpha. Read from the file's own
+or WebP was saved at and a JPEG's chroma subsampling (4:4:4, 4:2:2, ...) and colour model (CMYK), whether a
+WebP is lossless, and whether a PNG is gray+alpha. Read from the file's own
 headers (through Pillow's header parser where it has the field), and written back by patching the few bytes
 OpenCV's encoders leave at their defaults, so outputs stay what the inputs were.
 
@@ -27,12 +28,16 @@ _INCH = 0.0254  # metres
 @dataclass(frozen=True)
 class FileFacts:
     """``dpi`` (x, y) or None; ``quality`` 1-100 of a lossy JPEG/WebP or None; ``lossless`` for a WebP;
-    ``gray_alpha`` for a PNG of colour type 4 (OpenCV reads it as BGRA with equal colour channels)."""
+    ``gray_alpha`` for a PNG of colour type 4 (OpenCV reads it as BGRA with equal colour channels);
+    ``chroma`` a colour JPEG's subsampling (``"444"``, ``"422"``, ``"420"``, ``"440"``, ``"411"``; None if
+    other or not a JPEG); ``cmyk`` for a four-component (CMYK/YCCK) JPEG, which OpenCV reads as BGR."""
 
     dpi: tuple[float, float] | None = None
     quality: int | None = None
     lossless: bool | None = None
     gray_alpha: bool = False
+    chroma: str | None = None
+    cmyk: bool = False
 
 
 def probe(data: bytes) -> FileFacts:
@@ -42,7 +47,12 @@ def probe(data: bytes) -> FileFacts:
         return FileFacts(dpi=dpi, gray_alpha=len(data) > 25 and data[25] == 4)
     if data[:2] == b"\xff\xd8":
         table = _jpeg_luma_table(data)
-        return FileFacts(dpi=dpi, quality=_nearest_quality(table, _jpeg_reference()) if table else None)
+        quality = _nearest_quality(table, _jpeg_reference()) if table else None
+        sampling = _jpeg_sampling(data) or []
+        chroma = _CHROMA_NAMES.get(sampling[0]) if len(sampling) == 3 else None
+        if chroma is not None and any(f != (1, 1) for f in sampling[1:]):
+            chroma = None  # chroma sampled finer than 1x1: a layout OpenCV cannot write
+        return FileFacts(dpi=dpi, quality=quality, chroma=chroma, cmyk=len(sampling) == 4)
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         chunks = dict(_riff_chunks(data))
         if b"VP8L" in chunks:
@@ -91,6 +101,28 @@ def _jpeg_luma_table(data: bytes) -> list[int] | None:
                 if table_id == 0:
                     return list(struct.unpack(">64H", raw)) if precision else list(raw)
                 i += 1 + size
+        pos += 2 + length
+    return None
+
+
+# A colour JPEG's luma sampling factors (H, V), chroma being 1x1, by the usual name of the subsampling.
+_CHROMA_NAMES = {(1, 1): "444", (2, 1): "422", (2, 2): "420", (1, 2): "440", (4, 1): "411"}
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_sampling(data: bytes) -> list[tuple[int, int]] | None:
+    """Each component's (horizontal, vertical) sampling factors from the JPEG's frame header, or None."""
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker, length = data[pos + 1], struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        if marker == 0xDA:
+            return None
+        if marker in _SOF_MARKERS:
+            count = data[pos + 9] if pos + 9 < len(data) else 0
+            fields = data[pos + 10 : pos + 10 + 3 * count]
+            if len(fields) < 3 * count:
+                return None
+            return [(fields[3 * i + 1] >> 4, fields[3 * i + 1] & 15) for i in range(count)]
         pos += 2 + length
     return None
 

@@ -1,10 +1,17 @@
 """The video encoder's settings: which encoder (the container's usual one unless asked), its pixel format
 (the input's where possible) and its options (constant quality), each choice that loses something said in a
-``note:`` rather than done silently."""
+``note:`` rather than done silently.
+
+An input with an alpha channel keeps it: without ``--codec``, the input's own encoder where it keeps alpha
+in the output's container, else the container's usual one if it does; where neither does, the job is refused
+before any work, naming the encoders that would keep it. With ``--codec`` (or ``--pix-fmt``) that cannot, the
+user chose: alpha is dropped with a note.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
 
 import av
 import av.container
@@ -12,6 +19,8 @@ import av.error
 
 from deblurtool.config import EncodeConfig
 from deblurtool.errors import DeblurError
+from deblurtool.media.colour import has_alpha
+from deblurtool.media.stream_map import container_holds
 from deblurtool.media.video_reader import VideoInfo
 
 # Encoders that take a constant-quality ``crf`` option: (its largest value, our default).
@@ -36,6 +45,8 @@ _USUAL = ("libx264", "libvpx-vp9", "libsvtav1", "ffv1")
 # and for H.264 and HEVC it reads them back one frame late even without B-frames (measured with libx264,
 # --bframes 0). Other encoders are fine there once they make no B-frames.
 NO_REORDER_FORMATS = frozenset({"avi"})
+# Encoders that code interlaced pictures as fields (interlaced DCT/ME flags): they stay interlaced.
+INTERLACED_ENCODERS = frozenset({"libx264", "mpeg2video"})
 _LATE_IN_AVI = frozenset({"h264", "hevc"})
 
 
@@ -50,14 +61,56 @@ def avi_refusal(codec: str) -> str | None:
     return None
 
 
-def choose_codec(requested: str | None, container: av.container.OutputContainer) -> str:
+# Where an alpha plane survives, by codec: VP8/VP9 keep it only in Matroska/WebM (as BlockAdditional data);
+# MP4 and AVI take the stream and drop the alpha silently. Other pairings that cannot work FFmpeg refuses.
+_ALPHA_ONLY_IN = {"vp8": frozenset({"matroska", "webm"}), "vp9": frozenset({"matroska", "webm"})}
+# Encoders that write alpha, named (where the container holds them) when an output cannot keep it.
+_ALPHA_ENCODERS = ("libvpx-vp9", "ffv1", "prores_ks", "png", "qtrle", "utvideo")
+# Encoders that list more formats with alpha than they write: libvpx encodes alpha as a second 4:2:0 plane.
+_ALPHA_FORMATS_OF = {"libvpx-vp9": ("yuva420p",), "libvpx": ("yuva420p",)}
+# Decoder name -> the encoder of the same codec, where they differ.
+_ENCODER_OF = {
+    "vp8": "libvpx",
+    "vp9": "libvpx-vp9",
+    "prores": "prores_ks",
+    "h264": "libx264",
+    "hevc": "libx265",
+}
+
+
+def keeps_alpha(codec: str, container: av.container.OutputContainer) -> bool:
+    """Whether encoder ``codec`` can write an alpha channel that ``container``'s format keeps."""
+    try:
+        found = av.codec.Codec(codec, "w")
+    except (av.error.FFmpegError, ValueError):
+        return False
+    if not _alpha_formats([f.name for f in found.video_formats or ()], codec):
+        return False
+    allowed = _ALPHA_ONLY_IN.get(found.canonical_name)
+    return container_holds(container, codec) and (allowed is None or container.format.name in allowed)
+
+
+def alpha_encoders(container: av.container.OutputContainer) -> list[str]:
+    """The encoders of this FFmpeg that keep alpha in ``container``'s format."""
+    return [name for name in _ALPHA_ENCODERS if keeps_alpha(name, container)]
+
+
+def choose_codec(
+    requested: str | None, container: av.container.OutputContainer, info: VideoInfo | None = None
+) -> str:
     """``requested``, or the container's usual encoder: libx264; VP9 for WebM (which cannot hold H.264);
-    MPEG-4 Part 2 for AVI (see ``avi_refusal``)."""
+    MPEG-4 Part 2 for AVI (see ``avi_refusal``). For an ``info`` with alpha, the input's own encoder first
+    where it keeps alpha in this container (see the module docstring)."""
     if requested is not None:
         return requested
     usual = _USUAL_FOR.get(container.format.name)
+    if info is not None and info.alpha:
+        own = _ENCODER_OF.get(info.codec_name, info.codec_name)
+        for name in (own, usual or "libx264"):
+            if keeps_alpha(name, container):
+                return name
     for name in (usual, *_USUAL) if usual else _USUAL:
-        if name in container.supported_codecs:
+        if container_holds(container, name):
             with contextlib.suppress(av.error.FFmpegError, ValueError):
                 av.codec.Codec(name, "w")
                 return name
@@ -87,6 +140,43 @@ def encoder_options(codec: str, encode: EncodeConfig, notes: list[str]) -> dict[
     return options
 
 
+def alpha_note(
+    codec: str,
+    pix_fmt: str,
+    info: VideoInfo,
+    encode: EncodeConfig,
+    container: av.container.OutputContainer,
+    suffix: str,
+) -> tuple[bool, str | None]:
+    """``(keep, note)``: whether the output keeps the input's alpha channel, and the note when it does not
+    because the user chose ``--codec``/``--pix-fmt`` (or keeps it with an encoder other than the container's
+    usual one); refuses (:class:`DeblurError`) when alpha would be lost
+    without the user having chosen (see the module docstring)."""
+    if not info.alpha:
+        return False, None
+    if has_alpha(pix_fmt) and keeps_alpha(codec, container):
+        if encode.codec is None and codec != choose_codec(None, container):
+            return True, (
+                f"note: the input has an alpha channel (transparency): written with {codec}, the input's "
+                f"codec, which keeps it in {suffix} files"
+            )
+        return True, None
+    cannot = (
+        f"{codec} ({pix_fmt}) cannot keep alpha in {suffix} files"
+        if has_alpha(pix_fmt) or encode.pix_fmt is None
+        else f"--pix-fmt {pix_fmt} has no alpha channel"
+    )
+    if encode.codec is not None or encode.pix_fmt is not None:
+        return False, f"note: the input's alpha channel (transparency) is dropped: {cannot}"
+    others = alpha_encoders(container)
+    named = f"{', '.join(others[:-1])} or {others[-1]}" if len(others) > 1 else "".join(others)
+    keep = f"--codec {named} keeps it" if others else f"{suffix} files cannot keep it"
+    raise DeblurError(
+        f"the input has an alpha channel (transparency) and {cannot}; {keep} "
+        f"(or pass --codec {codec} to drop it)"
+    )
+
+
 def depth_note(codec: str, pix_fmt: str, info: VideoInfo) -> str | None:
     """A note when the output keeps fewer bits per sample than the input has."""
     out_bits = max(c.bits for c in av.VideoFormat(pix_fmt).components)
@@ -106,6 +196,23 @@ def _video_formats(codec_name: str) -> list[str]:
     if codec.type != "video":
         raise DeblurError(f"--codec {codec_name!r} is a {codec.type} encoder, not a video one")
     return [f.name for f in codec.video_formats or ()]
+
+
+def _alpha_formats(formats: list[str], codec_name: str, info: VideoInfo | None = None) -> list[str]:
+    """The encoder's formats with alpha it can write, the closest to ``info``'s first: RGB for RGB, YUV for
+    YUV, then at least the input's depth, then the fewest bits and least chroma subsampling."""
+    usable = [f for f in formats if has_alpha(f) and f in _ALPHA_FORMATS_OF.get(codec_name, (f,))]
+    if info is None:
+        return usable
+    source = av.VideoFormat(info.pix_fmt)
+
+    def rank(name: str) -> tuple[bool, bool, int, int]:
+        fmt = av.VideoFormat(name, 64, 64)
+        bits = max(c.bits for c in fmt.components)
+        chroma = sum(c.width * c.height for c in fmt.components)
+        return fmt.is_rgb != source.is_rgb, bits < info.bit_depth, bits, -chroma
+
+    return sorted(usable, key=rank)
 
 
 def _fits(pix_fmt: str, width: int, height: int) -> bool:
@@ -136,6 +243,8 @@ def choose_pix_fmt(codec_name: str, requested: str | None, info: VideoInfo) -> s
     if not formats:  # the encoder did not say; let FFmpeg pick from what we hand it
         return info.pix_fmt
     wanted = [info.pix_fmt]
+    if info.alpha:
+        wanted += _alpha_formats(formats, codec_name, info)
     if info.bit_depth > 8:
         wanted += ["yuv420p10le", "yuv444p10le"]
     wanted += ["yuv420p", "yuv444p", *formats]
@@ -160,3 +269,28 @@ def check_encode(encode: EncodeConfig, suffix: str) -> None:
             av.VideoFormat(encode.pix_fmt)
         except ValueError:
             raise DeblurError(f"--pix-fmt {encode.pix_fmt!r} is not a pixel format FFmpeg knows") from None
+
+
+# The container format FFmpeg picks for each video suffix the tool writes (for checks before a file exists).
+_FORMAT_OF_SUFFIX = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".webm": "webm",
+    ".avi": "avi",
+    ".ts": "mpegts",
+    ".mts": "mpegts",
+    ".m2ts": "mpegts",
+}
+
+
+def check_output(info: VideoInfo, encode: EncodeConfig, suffix: str) -> None:
+    """Refuse, without creating any file, what the writer would refuse for this input in a ``suffix`` file
+    (an alpha channel it cannot keep), so a command can say so before it loads the model."""
+    fmt = _FORMAT_OF_SUFFIX.get(suffix.lower())
+    if fmt is None or not info.alpha:
+        return
+    with av.open(io.BytesIO(), "w", format=fmt) as container:
+        codec = choose_codec(encode.codec, container, info)
+        alpha_note(codec, choose_pix_fmt(codec, encode.pix_fmt, info), info, encode, container, suffix)

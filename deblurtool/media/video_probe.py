@@ -8,12 +8,16 @@ import re
 import struct
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
+import av.codec.context
 import av.container
+import av.error
 import av.sidedata.sidedata
 import av.stream
 import av.video.stream
+from av.video.codeccontext import VideoCodecContext
 
 from deblurtool.errors import InputError
 
@@ -99,3 +103,34 @@ def ends_early(end: tuple[Fraction, bool], reached: Fraction, step: Fraction) ->
         return None
     whose = "the video" if of_stream else "the file"
     return f"{whose} should last {float(expected):.2f} s but ends at {float(reached):.2f} s"
+
+
+# Decoders that read the alpha plane WebM/Matroska keep beside each VP8/VP9 frame (``ALPHA_MODE`` 1): FFmpeg's
+# own VP8/VP9 decoders ignore it and return the picture without transparency.
+_ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
+
+
+def stored_alpha_mode(stream: av.video.stream.VideoStream) -> bool:
+    """Whether the stream is tagged as carrying a separate alpha plane (Matroska's ``ALPHA_MODE`` 1)."""
+    return any(k.lower() == "alpha_mode" and v.strip() == "1" for k, v in stream.metadata.items())
+
+
+def alpha_decoder(stream: av.video.stream.VideoStream) -> tuple[VideoCodecContext | None, str | None]:
+    """``(decoder, note)``: a decoder that reads the stream's separate alpha plane where it has one and the
+    stream's own decoder would drop it (VP8/VP9 with ``ALPHA_MODE`` 1), else None; ``note`` says when such
+    alpha cannot be decoded with this FFmpeg build (the output then has none)."""
+    ctx = stream.codec_context
+    name = _ALPHA_DECODERS.get(ctx.name) if ctx is not None and stored_alpha_mode(stream) else None
+    if name is None:
+        return None, None
+    try:
+        decoder = av.codec.context.CodecContext.create(name, "r")
+    except (av.error.FFmpegError, ValueError):
+        return (
+            None,
+            f"note: the input's alpha channel (transparency) cannot be decoded: this FFmpeg has no {name}",
+        )
+    if ctx.extradata:
+        decoder.extradata = ctx.extradata
+    decoder.thread_type = "AUTO"
+    return cast(VideoCodecContext, decoder), None

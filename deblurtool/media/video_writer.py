@@ -9,6 +9,10 @@ cannot hold is re-encoded, anything else it cannot hold is skipped, each with a 
 :attr:`VideoWriter.notes`. The file's header is written at opening too, so what the muxer would refuse is
 refused before the model runs.
 
+An input with an alpha channel keeps it where the chosen encoder and container can (see
+:mod:`.video_codec`): the model's RGB and the input's alpha, untouched, make each output frame. Where they
+cannot, the writer refuses at opening, unless the user chose the encoder or pixel format (then a note).
+
 AVI stores no presentation times, only the order of decoding, at one frame rate: there the time base is the
 input's base frame rate and the encoder makes no B-frames (which would come back one frame late).
 
@@ -30,6 +34,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.codec.context
 import av.container
 import av.error
 import av.stream
@@ -37,11 +42,20 @@ import av.video.stream
 import numpy as np
 
 from deblurtool.config import EncodeConfig
-from deblurtool.errors import DeblurError, OutputError
-from deblurtool.media.colour import from_rgb_array, output_color_range
-from deblurtool.media.stream_map import SideStream, add_side_streams, copied_metadata
+from deblurtool.errors import DeblurError, OutputError, disk_full, os_reason
+from deblurtool.media.colour import chroma_siting, from_rgb_array, output_color_range
+from deblurtool.media.stream_map import (
+    SideStream,
+    add_side_streams,
+    copied_metadata,
+    cut_packet,
+    written_as_data,
+)
+from deblurtool.media.time_range import Cut
 from deblurtool.media.video_codec import (
+    INTERLACED_ENCODERS,
     NO_REORDER_FORMATS,
+    alpha_note,
     avi_refusal,
     choose_codec,
     choose_pix_fmt,
@@ -59,6 +73,7 @@ _POLL_S = 0.1
 class _Frame:
     rgb: np.ndarray
     pts: int
+    alpha: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,9 @@ class VideoWriter:
     :class:`OutputError`. Messages name ``shown_path`` (default ``path``): the final name, when ``path`` is a
     hidden temporary one.
 
+    ``cut``: the frames are a slice (their pts shifted to start at 0): the other streams are cut and shifted
+    to match.
+
     ``encoded``: the video is copied, not encoded: the video stream is made from this stream (of a file
     written by another writer from the same ``info`` and ``encode``; its encoder's notes are that writer's)
     and its packets come through :meth:`put_encoded` instead of :meth:`put_frame`.
@@ -100,11 +118,15 @@ class VideoWriter:
         metadata: Mapping[str, str] | None = None,
         video_metadata: Mapping[str, str] | None = None,
         encoded: av.video.stream.VideoStream | None = None,
+        cut: Cut | None = None,
     ) -> None:
         self.path = path
         self.shown_path = shown_path if shown_path is not None else path
         self.info = info
-        self.notes: list[str] = []
+        self.notes: list[str] = list(info.notes)
+        self.alpha = (
+            False  # whether each frame's alpha is written (the input has alpha and the output keeps it)
+        )
         self.frames_written = 0
         self._error: BaseException | None = None
         self._aborted = threading.Event()
@@ -113,6 +135,7 @@ class VideoWriter:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._last_pts: int | None = None
+        self._cut = cut
         try:
             self._container = av.open(str(path), "w")
         except (av.error.FFmpegError, ValueError, OSError) as e:
@@ -121,8 +144,12 @@ class VideoWriter:
             ) from None
         try:
             if encoded is None:
-                self.codec = choose_codec(encode.codec, self._container)
+                self.codec = choose_codec(encode.codec, self._container, info)
                 self.pix_fmt = choose_pix_fmt(self.codec, encode.pix_fmt, info)
+                self.alpha, note = alpha_note(
+                    self.codec, self.pix_fmt, info, encode, self._container, path.suffix
+                )
+                self.notes.extend([note] if note else [])
             else:
                 self.codec = encoded.codec_context.name
                 self.pix_fmt = (
@@ -134,7 +161,7 @@ class VideoWriter:
             self._container.metadata.update(copied_metadata(metadata or {}))
             self._stream = self._add_video_stream(encode, video_metadata or {}, encoded)
             self._sides: dict[int, SideStream] = add_side_streams(
-                self._container, side_streams, samples or {}, self.notes, suffix=path.suffix
+                self._container, side_streams, samples or {}, self.notes, suffix=path.suffix, cut=cut
             )
             self._start()
         except BaseException:
@@ -150,6 +177,12 @@ class VideoWriter:
         self, encode: EncodeConfig, metadata: Mapping[str, str], encoded: av.video.stream.VideoStream | None
     ) -> av.video.stream.VideoStream:
         info = self.info
+        if encoded is None and written_as_data(self._container, self.codec):
+            raise OutputError(
+                f"{self.path.suffix} files cannot hold {self.codec} video (no player would read it); "
+                "use another --codec (libx264, libx265, mpeg2video) or container",
+                self.shown_path,
+            )
         try:
             if encoded is None:
                 options = encoder_options(self.codec, encode, self.notes)
@@ -186,17 +219,37 @@ class VideoWriter:
             stream.codec_context.color_trc = info.color_trc
         if info.display_matrix is not None:
             stream.set_display_matrix(info.display_matrix)
+        if encoded is None:
+            self._keep_fields(stream)
         stream.metadata.update(copied_metadata(metadata, stream=True))
         note = depth_note(self.codec, self.pix_fmt, info) if encoded is None else None
         if note:
             self.notes.append(note)
         return stream
 
+    def _keep_fields(self, stream: av.video.stream.VideoStream) -> None:
+        """Interlaced input stays interlaced where the encoder codes fields (its field order tagged); other
+        encoders write progressive pictures, said in a note."""
+        order = self.info.field_order
+        if order <= 1:
+            return
+        if self.codec in INTERLACED_ENCODERS:
+            context = stream.codec_context
+            context.field_order = order
+            context.flags |= av.codec.context.Flags.interlaced_dct | av.codec.context.Flags.interlaced_me
+            return
+        self.notes.append(
+            f"note: the input is interlaced but {self.codec} writes progressive pictures (no field order); "
+            "--codec libx264 or mpeg2video keeps it interlaced"
+        )
+
     def _start(self) -> None:
         """Open the encoders and write the header now: what FFmpeg refuses is refused before any work."""
         try:
             self._container.start_encoding()
         except (av.error.FFmpegError, ValueError) as e:
+            if disk_full(e):  # (helper B) no other codec or container would help
+                raise OutputError(f"cannot write ({_reason(e)})", self.shown_path) from None
             what = f"cannot write {self.codec} ({self.pix_fmt}) video in {self.path.suffix} files"
             raise OutputError(
                 f"{what} ({_reason(e)}); try another --codec or container", self.shown_path
@@ -227,14 +280,18 @@ class VideoWriter:
             except queue.Full:
                 continue
 
-    def put_frame(self, rgb: np.ndarray, pts: int) -> None:
-        """Queue one HxWx3 uint8/uint16 RGB frame (the input's size) with its pts in the input time base."""
+    def put_frame(self, rgb: np.ndarray, pts: int, alpha: np.ndarray | None = None) -> None:
+        """Queue one HxWx3 uint8/uint16 RGB frame (the input's size) with its pts in the input time base, and
+        its HxW ``alpha`` (the decoded frame's) when the input has alpha."""
         if rgb.shape != (self.info.height, self.info.width, 3) or rgb.dtype not in (np.uint8, np.uint16):
             raise DeblurError(
                 f"the model returned a {rgb.dtype} array of shape {rgb.shape}, expected "
                 f"({self.info.height}, {self.info.width}, 3) uint8 or uint16"
             )
-        self._put(_Frame(np.ascontiguousarray(rgb), pts))
+        if self.alpha and (alpha is None or alpha.shape != rgb.shape[:2]):
+            got = "none" if alpha is None else f"shape {alpha.shape}"
+            raise DeblurError(f"the output keeps alpha but frame {pts} came with {got}")
+        self._put(_Frame(np.ascontiguousarray(rgb), pts, alpha if self.alpha else None))
 
     def put_encoded(self, packet: av.Packet) -> None:
         """Queue a packet of the ``encoded`` video, its pts, dts and duration in the input's time base, in
@@ -295,9 +352,9 @@ class VideoWriter:
                         continue
                     if side.transcoder is not None:
                         self._container.mux(side.transcoder.packets(item))
-                    else:
-                        item.stream = side.out
-                        self._container.mux(item)
+                    elif (kept := item if self._cut is None else cut_packet(item, self._cut)) is not None:
+                        kept.stream = side.out
+                        self._container.mux(kept)
         except BaseException as e:
             self._error = e
         finally:
@@ -325,7 +382,10 @@ class VideoWriter:
         return pts
 
     def _to_video_frame(self, item: _Frame) -> av.VideoFrame:
-        frame = from_rgb_array(item.rgb, self.pix_fmt, self.info.colorspace, self.color_range)
+        siting = chroma_siting(self.codec, self.pix_fmt)  # where this output's decoders take its chroma to be
+        frame = from_rgb_array(
+            item.rgb, self.pix_fmt, self.info.colorspace, self.color_range, item.alpha, siting=siting
+        )
         frame.pts = self._output_pts(item.pts)
         frame.time_base = self.time_base
         return frame
@@ -348,5 +408,7 @@ class VideoWriter:
 
 
 def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and disk_full(e):  # (helper B) say the disk is full
+        return os_reason(e)
     msg = getattr(e, "strerror", None) or str(e)
     return str(msg).rstrip(".")

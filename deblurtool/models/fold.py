@@ -1,4 +1,5 @@
-"""BatchNorm folding: the ResNet-9's inference fusion (exact up to float rounding, one memory pass fewer per conv)."""
+"""BatchNorm folding: the ResNet-9's inference fusion (exact up to float rounding, one memory pass fewer per
+conv)."""
 
 from __future__ import annotations
 

@@ -69,7 +69,7 @@ class ResBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """DeblurGAN's ResNet-9 generator (``n_blocks=9``, ``ngf=64``: 11.39 M parameters)."""
+    """DeblurGAN's ResNet-9 generator (``n_blocks=9``, ``ngf=64``)."""
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
         super().__init__()
@@ -110,6 +110,10 @@ class ResnetGenerator(nn.Module):
         if self.head.bias is not None:
             nn.init.zeros_(self.head.bias)
 
+    def residual(self, x_pm1: torch.Tensor) -> torch.Tensor:
+        """The correction the generator adds to ``x_pm1`` (its body's output, tanh-bounded), before clamping.
+        Inference runs only this in a low precision and adds it to the float32 input (``inference``)."""
+        return self.model(x_pm1)
+
     def forward(self, x_pm1: torch.Tensor) -> torch.Tensor:
-        residual = self.model(x_pm1)
-        return torch.clamp(x_pm1 + residual.to(x_pm1.dtype), -1.0, 1.0)
+        return torch.clamp(x_pm1 + self.residual(x_pm1).to(x_pm1.dtype), -1.0, 1.0)

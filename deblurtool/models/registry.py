@@ -1,10 +1,13 @@
 """The generator architectures a weights file may name, keyed by the ``arch`` string in its metadata.
 
-Each architecture is one module of this package that gives: a config dataclass (``to_dict``/``from_dict``),
-the ``nn.Module`` (input and output ``x_pm1``: Nx3xHxW in [-1, 1], output = input + residual, clamped), and
-``fuse_for_inference`` (a copy with whatever the architecture folds for inference, e.g. BatchNorm into convs;
-the identity where there is nothing to fold). Adding an architecture means adding its module and one entry
-in ``ARCHS`` below; files written before ``arch`` was stored name no arch and are ResNet-9s.
+Each architecture is one module of this package that gives: a config dataclass (``to_dict``/``from_dict``)
+and the ``nn.Module``, built from that config, with ``residual(x_pm1)`` (the correction it adds to its
+input: ``x_pm1`` Nx3xHxW in [-1, 1], same shape out) and ``forward`` = input + residual, clamped to
+[-1, 1]. Its entry in ``ARCHS`` adds ``fuse`` (a copy prepared for inference, e.g. BatchNorm folded into the
+convs; an eval-mode copy where there is nothing to fold) and ``multiple`` (the input sides the residual
+needs to be multiples of; inference pads to it by mirroring). Everything else (weights files, engines,
+tiling, bench) reads the architecture from here, so adding one means adding its module and one entry below.
+Files written before ``arch`` was stored name none and are ResNet-9s (``LEGACY_ARCH``).
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ class Arch:
     from_dict: Callable[[dict[str, object]], Any]
     default_config: Callable[[], Any]
     fuse: Callable[[nn.Module], nn.Module]
+    multiple: Callable[[nn.Module], int]
     describe: str
 
 
-def _no_fusion(model: nn.Module) -> nn.Module:
+def no_fusion(model: nn.Module) -> nn.Module:
+    """An eval-mode copy: for architectures with nothing to fold."""
     return copy.deepcopy(model).eval()
 
 
@@ -43,6 +48,11 @@ def _fold_resnet9(model: nn.Module) -> nn.Module:
     return fold_batchnorm(model)
 
 
+def _nafunet_multiple(model: nn.Module) -> int:
+    assert isinstance(model, nafnet.NAFUNet)
+    return model.config.multiple
+
+
 ARCHS: dict[str, Arch] = {
     "resnet9": Arch(
         "resnet9",
@@ -50,6 +60,7 @@ ARCHS: dict[str, Arch] = {
         generator.GeneratorConfig.from_dict,
         generator.GeneratorConfig,
         _fold_resnet9,
+        lambda _: 4,  # two stride-2 convs
         "DeblurGAN's ResNet-9 generator (BatchNorm folded into the convolutions for inference)",
     ),
     nafnet.ARCH: Arch(
@@ -57,17 +68,21 @@ ARCHS: dict[str, Arch] = {
         nafnet.NAFUNet,
         nafnet.NAFUNetConfig.from_dict,
         nafnet.NAFUNetConfig,
-        _no_fusion,
+        no_fusion,
+        _nafunet_multiple,
         "U-Net of NAFNet-style blocks (LayerNorm, depthwise conv, SimpleGate, channel attention)",
     ),
 }
 
 
 def get(name: str) -> Arch:
+    """The architecture registered as ``name``; ValueError naming the known ones otherwise."""
     try:
         return ARCHS[name]
     except KeyError:
-        raise ValueError(f"unknown generator architecture {name!r} (known: {', '.join(sorted(ARCHS))})") from None
+        raise ValueError(
+            f"unknown generator architecture {name!r} (known: {', '.join(sorted(ARCHS))})"
+        ) from None
 
 
 def build(name: str, config: dict[str, object] | None = None) -> nn.Module:
@@ -78,7 +93,7 @@ def build(name: str, config: dict[str, object] | None = None) -> nn.Module:
 
 
 def arch_of(model: nn.Module) -> str:
-    """The registry name of ``model``'s architecture."""
+    """The registry name of ``model``'s architecture (its exact class: a subclass is another architecture)."""
     for name, arch in ARCHS.items():
         if type(model) is arch.model_cls:
             return name
@@ -86,5 +101,15 @@ def arch_of(model: nn.Module) -> str:
 
 
 def fuse_for_inference(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` prepared for inference by its architecture (eval mode, float32, on its device)."""
+    """A copy of ``model`` prepared for inference by its architecture (eval mode; the caller's model is left
+    as it was)."""
     return get(arch_of(model)).fuse(model)
+
+
+def input_multiple(model: nn.Module) -> int:
+    """The input sides ``model.residual`` needs to be multiples of."""
+    return get(arch_of(model)).multiple(model)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,13 +1,14 @@
 """Generator weights files: safe to load (safetensors, no pickle, nothing executes), self-describing, checked.
 
-File format (``format_version`` 1): a safetensors file holding the generator's ``state_dict`` (conv weights,
-BatchNorm affine parameters and running statistics; ``num_batches_tracked`` is dropped, inference never reads
-it), floating-point tensors stored in a compact dtype (fp16 by default: half the size, and far below the
-precision an 8- or 16-bit image needs). The header's text metadata holds::
+File format (``format_version`` 1): a safetensors file holding the generator's ``state_dict``
+(``num_batches_tracked`` is dropped, inference never reads it), floating-point tensors stored in a compact
+dtype (fp16 by default: half the size, and far below the precision an 8- or 16-bit image needs). The
+header's text metadata holds::
 
     format          "deblurtool-generator"
     format_version  "1"
-    config          JSON of GeneratorConfig.to_dict(), so loading builds the right network without guessing
+    arch            the architecture's name in ``models.registry`` (absent in older files: a ResNet-9)
+    config          JSON of the architecture's config (``to_dict()``), so loading builds the right network
     ...             any extra strings the writer adds (training step, data, scores)
 
 Where the shipped files live: the repository's top-level ``weights/`` folder, which installs as the package
@@ -18,30 +19,47 @@ form ``sha256 <64 lowercase hex>  <filename>`` (two spaces, like ``sha256sum`` o
 a fenced code block). Files in ``weights/`` that the card lists are verified on load, so a corrupt download
 or an altered file is refused instead of silently producing bad frames. A user's own ``--weights`` file
 elsewhere is not checked.
+
+Shipped models are named after their file, ``deblurtool-<name>.safetensors`` (``--model <name>``):
+:func:`shipped_models` lists those the card lists, :func:`resolve_model` finds one by name, and
+``DEFAULT_MODEL`` names the default (switching the default is that one line).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.resources
 import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save
+from torch import nn
 
-from deblurtool.errors import WeightsError
+from deblurtool.errors import DeblurError, WeightsError
 from deblurtool.fsutil import write_bytes
-from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
+from deblurtool.models import registry
 
 FORMAT = "deblurtool-generator"
 FORMAT_VERSION = "1"
-DEFAULT_WEIGHTS_NAME = "deblurtool-resnet9.safetensors"
+MODEL_PREFIX, MODEL_SUFFIX = "deblurtool-", ".safetensors"
+# The shipped model that runs when neither --model nor --weights is given.
+DEFAULT_MODEL = "resnet9"
 ENV_WEIGHTS = "DEBLURTOOL_WEIGHTS"
 CARD_NAME = "README.md"
+
+
+def model_file_name(name: str) -> str:
+    """``"resnet9"`` -> ``"deblurtool-resnet9.safetensors"``: the file a shipped model's name stands for."""
+    return f"{MODEL_PREFIX}{name}{MODEL_SUFFIX}"
+
+
+DEFAULT_WEIGHTS_NAME = model_file_name(DEFAULT_MODEL)
 
 
 def _shipped_weights_dir() -> Path:
@@ -58,7 +76,7 @@ def _shipped_weights_dir() -> Path:
 # constant folded into functions) so tests can point it at a temporary one.
 REPO_ROOT: Path = _shipped_weights_dir().parent
 
-_RESERVED_KEYS = ("format", "format_version", "config")
+_RESERVED_KEYS = ("format", "format_version", "arch", "config")
 _CARD_LINE = re.compile(r"^\s*sha256 ([0-9a-fA-F]{64})  (\S(?:.*\S)?)\s*$")
 _SKIPPED_SUFFIX = "num_batches_tracked"
 
@@ -99,7 +117,7 @@ def card_checksums(card: Path) -> dict[str, str]:
 
 
 def default_weights_path() -> Path:
-    """``$DEBLURTOOL_WEIGHTS`` if set, else the shipped ``weights/deblurtool-resnet9.safetensors``.
+    """``$DEBLURTOOL_WEIGHTS`` if set, else the shipped default model's file (``DEFAULT_MODEL``).
 
     Raises WeightsError if that file does not exist: an untrained network would silently return its input.
     """
@@ -109,7 +127,7 @@ def default_weights_path() -> Path:
         if not path.is_file():
             raise WeightsError(f"${ENV_WEIGHTS} names a weights file that does not exist", path)
         return path
-    path = weights_dir() / DEFAULT_WEIGHTS_NAME
+    path = weights_dir() / model_file_name(DEFAULT_MODEL)
     if not path.is_file():
         raise WeightsError(
             "no trained default model is shipped in this installation yet; "
@@ -120,18 +138,21 @@ def default_weights_path() -> Path:
 
 
 def save_generator(
-    model: ResnetGenerator,
+    model: nn.Module,
     path: Path,
     *,
     dtype: torch.dtype = torch.float16,
     extra: dict[str, str] | None = None,
 ) -> str:
-    """Write ``model``'s weights and config to ``path`` atomically; return the file's sha256 hex.
+    """Write ``model``'s weights, architecture name and config to ``path`` atomically; return the file's
+    sha256 hex. ``model`` must be of a registered architecture (``models.registry``).
 
     Floating tensors are cast to ``dtype`` (fp16 default). The file appears under its final name only when
     complete (temp file in the same folder, then ``os.replace``), so a crash never leaves half a model.
     An existing file at ``path`` is replaced (the trainer refreshes its best model as it improves).
     """
+    arch = registry.arch_of(model)
+    config: Any = model.config
     extra = dict(extra or {})
     clash = [k for k in extra if k in _RESERVED_KEYS]
     if clash:
@@ -149,7 +170,8 @@ def save_generator(
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "config": json.dumps(model.config.to_dict(), sort_keys=True),
+        "arch": arch,
+        "config": json.dumps(config.to_dict(), sort_keys=True),
         **extra,
     }
     path = Path(path)
@@ -169,7 +191,33 @@ def _read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     return metadata, tensors
 
 
-def _config_from_metadata(metadata: dict[str, str], path: Path) -> GeneratorConfig:
+def _legacy_arch(metadata: dict[str, str]) -> str:
+    """The architecture of a file whose metadata names none: a ResNet-9 (files from before ``arch`` was
+    stored), unless its config's keys fit exactly one other architecture's config and not the ResNet-9's
+    (files a trainer wrote with an older deblurtool loaded)."""
+    try:
+        keys = set(json.loads(metadata.get("config", "{}")))
+    except (ValueError, TypeError):
+        return registry.LEGACY_ARCH
+
+    def fits(arch: registry.Arch) -> bool:
+        return keys <= {f.name for f in dataclasses.fields(arch.default_config())}
+
+    if fits(registry.get(registry.LEGACY_ARCH)):
+        return registry.LEGACY_ARCH
+    others = [name for name, arch in registry.ARCHS.items() if fits(arch)]
+    return others[0] if len(others) == 1 else registry.LEGACY_ARCH
+
+
+def _arch_from_metadata(metadata: dict[str, str], path: Path) -> registry.Arch:
+    name = metadata["arch"] if "arch" in metadata else _legacy_arch(metadata)
+    try:
+        return registry.get(name)
+    except ValueError as e:
+        raise WeightsError(f"{e}: written by a newer deblurtool, or not one of its files", path) from None
+
+
+def _config_from_metadata(metadata: dict[str, str], arch: registry.Arch, path: Path) -> Any:
     fmt, version = metadata.get("format"), metadata.get("format_version")
     if fmt != FORMAT:
         raise WeightsError(
@@ -183,9 +231,9 @@ def _config_from_metadata(metadata: dict[str, str], path: Path) -> GeneratorConf
         raw = json.loads(metadata["config"])
         if not isinstance(raw, dict):
             raise ValueError("config is not a JSON object")
-        return GeneratorConfig.from_dict(raw)
+        return arch.from_dict(raw)
     except (KeyError, ValueError, TypeError) as e:
-        raise WeightsError(f"missing or invalid generator config in the metadata ({e})", path) from None
+        raise WeightsError(f"missing or invalid {arch.name} config in the metadata ({e})", path) from None
 
 
 def _verify_against_card(path: Path, *, required: bool) -> None:
@@ -231,8 +279,18 @@ def _refuse_non_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
             )
 
 
-def load_generator(path: Path | None = None, *, verify: bool = True) -> ResnetGenerator:
-    """Build the generator a weights file describes and load it in float32, eval mode, on the CPU.
+def read_metadata(path: Path) -> dict[str, str]:
+    """The text metadata of a weights file, without reading its tensors."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # the rust parser raises its own error type for any malformed header
+        raise WeightsError(f"not a readable safetensors file ({type(e).__name__}: {e})", path) from None
+
+
+def load_generator(path: Path | None = None, *, verify: bool = True) -> nn.Module:
+    """Build the generator a weights file describes (its ``arch`` and config) and load it in float32, eval
+    mode, on the CPU.
 
     ``path`` None loads the shipped default (``default_weights_path()``). With ``verify`` files in the repo's
     ``weights/`` folder are checked against the card's sha256 (required for the default). One-line
@@ -246,14 +304,15 @@ def load_generator(path: Path | None = None, *, verify: bool = True) -> ResnetGe
     if verify:
         _verify_against_card(path, required=is_default)
     metadata, tensors = _read_file(path)
-    config = _config_from_metadata(metadata, path)
-    model = ResnetGenerator(config)
+    arch = _arch_from_metadata(metadata, path)
+    config = _config_from_metadata(metadata, arch, path)
+    model = arch.model_cls(config)
     expected = {k: v for k, v in model.state_dict().items() if not k.endswith(_SKIPPED_SUFFIX)}
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise WeightsError(
-            f"tensor names do not fit the generator config {config.to_dict()} "
+            f"tensor names do not fit the {arch.name} config {config.to_dict()} "
             f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
             f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})",
             path,
@@ -269,3 +328,65 @@ def load_generator(path: Path | None = None, *, verify: bool = True) -> ResnetGe
     state = {k: (t.float() if t.is_floating_point() else t) for k, t in tensors.items()}
     model.load_state_dict(state, strict=False)  # strict=False only for the dropped num_batches_tracked
     return model.eval()
+
+
+# -- shipped models ------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ShippedModel:
+    """One generator shipped in ``weights/`` and listed on the card: ``name`` (``--model NAME``), ``arch``
+    (registry name), ``parameters``, ``sha256`` (of the file, as the card lists it), ``path``, ``default``
+    (the one run when neither ``--model`` nor ``--weights`` is given)."""
+
+    name: str
+    arch: str
+    parameters: int
+    sha256: str
+    path: Path
+    default: bool
+
+
+def _shipped_files() -> dict[str, tuple[Path, str]]:
+    """``{name: (path, card sha256)}`` of the card's ``deblurtool-<name>.safetensors`` files that exist."""
+    card = card_path()
+    sums = card_checksums(card) if card.is_file() else {}
+    out: dict[str, tuple[Path, str]] = {}
+    for filename, digest in sorted(sums.items()):
+        path = weights_dir() / filename
+        if filename.startswith(MODEL_PREFIX) and filename.endswith(MODEL_SUFFIX) and path.is_file():
+            out[filename[len(MODEL_PREFIX) : -len(MODEL_SUFFIX)]] = (path, digest)
+    return out
+
+
+def shipped_models() -> list[ShippedModel]:
+    """The shipped generators, by name (reads each file's metadata and builds its network to count the
+    parameters; the tensors are not loaded)."""
+    models = []
+    for name, (path, digest) in _shipped_files().items():
+        metadata = read_metadata(path)
+        arch = _arch_from_metadata(metadata, path)
+        net = arch.model_cls(_config_from_metadata(metadata, arch, path))
+        models.append(
+            ShippedModel(
+                name=name,
+                arch=arch.name,
+                parameters=registry.parameter_count(net),
+                sha256=digest,
+                path=path,
+                default=name == DEFAULT_MODEL,
+            )
+        )
+    return models
+
+
+def resolve_model(name: str) -> Path:
+    """The file of the shipped model ``name`` (``--model NAME``); a one-line error listing the known names
+    for any other."""
+    files = _shipped_files()
+    if name not in files:
+        known = ", ".join(sorted(files)) or "none are installed"
+        raise DeblurError(
+            f"--model {name!r} is not a shipped model (known: {known}); see `deblurtool models`"
+        )
+    return files[name][0]

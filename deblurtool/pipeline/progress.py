@@ -1,4 +1,5 @@
-"""What a run needs of its model, and how it reports as it goes (the library prints nothing itself)."""
+"""What a run needs of its model, how the model is described, and how a run reports as it goes (the library
+prints nothing itself)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from deblurtool.inference import Deblurrer
 
 log = logging.getLogger("deblurtool.pipeline")
 
@@ -51,3 +55,21 @@ def as_progress(progress: Progress | bool | None) -> Progress:
     """``progress`` itself, or :class:`LogProgress` for None and for the booleans earlier versions took
     (``progress=True`` drew a bar from inside the library; the CLI draws it now)."""
     return LogProgress() if progress is None or isinstance(progress, bool) else progress
+
+
+def describe_model(model: Deblurrer) -> str:
+    """One line: device, engine, precision, tile settings and weights file actually used (the same words from
+    a local run and from a Ray worker). A tiling that is the device's default (which may change with the
+    frame size) says so."""
+    tile = model.tile
+    if tile.tile_size == 0:
+        tiles = f"whole frames, batch_size {tile.batch_size}"
+    else:
+        tiles = f"tile_size {tile.tile_size}, tile_overlap {tile.tile_overlap}, batch_size {tile.batch_size}"
+    if model.auto_tile:
+        tiles += " (device default)"
+    weights = model.weights_path if model.weights_path is not None else "in memory"
+    return (
+        f"model: device {model.device}, engine {model.engine}, precision {model.precision}, {tiles}, "
+        f"weights {weights}"
+    )

@@ -27,13 +27,13 @@ import av.error
 from deblurtool.config import EncodeConfig
 from deblurtool.errors import DeblurError
 from deblurtool.fsutil import atomic_write, make_folders, remove_stale_temps
-from deblurtool.media.colour import to_rgb_array
 from deblurtool.media.video_probe import pick_video_stream
-from deblurtool.media.video_reader import DecodedFrame, VideoReader
+from deblurtool.media.video_reader import DecodedFrame, VideoReader, decoded_frame, video_decoder
 from deblurtool.media.video_writer import VideoWriter
+from deblurtool.pipeline.plan import ChunkRange
 from deblurtool.pipeline.progress import ArrayModel
 from deblurtool.pipeline.video import deblur_frame
-from deblurtool.scale.units import ChunkRange, ChunkRecord, write_record
+from deblurtool.scale.units import ChunkRecord, write_record
 
 _BACKOFF_SECONDS = (0, 2, 10, 60)  # how far before ``lo`` successive seeks aim (then: the file's start)
 
@@ -73,13 +73,14 @@ def _decode_from(
     with av.open(str(path)) as container:
         stream = pick_video_stream(container, path)
         stream.thread_type = "AUTO"
+        decoder = video_decoder(stream)  # (libvpx for VP9 with an alpha plane, as the reader decodes it)
         if target is not None:
             container.seek(target, stream=stream, backward=True, any_frame=False)
         last: int | None = None
         index = 0
         try:
             for packet in container.demux(stream):
-                for frame in packet.decode():
+                for frame in decoder.decode(packet):
                     pts = frame.pts
                     if pts is None or (last is not None and pts <= last):
                         raise ChunkUnsupported("its frame timestamps are missing or not increasing", path)
@@ -92,7 +93,7 @@ def _decode_from(
                         continue
                     if hi is not None and pts >= hi:
                         return
-                    yield DecodedFrame(rgb=to_rgb_array(frame, array_format), pts=pts, index=index)
+                    yield decoded_frame(frame, pts, index, array_format)  # (with its alpha, if any)
                     index += 1
         except av.error.FFmpegError as e:
             raise ChunkUnsupported(f"decoding failed ({e}); damaged input?", path) from None
@@ -121,7 +122,7 @@ def encode_chunk(
             try:
                 writer.start()
                 for frame in decode_range(src, rng.lo, rng.hi, array_format, info.time_base):
-                    writer.put_frame(deblur_frame(model, frame, info), frame.pts)
+                    writer.put_frame(deblur_frame(model, frame, info), frame.pts, frame.alpha)
                     pts.append(frame.pts)
                 if not pts:
                     raise _NoFrames

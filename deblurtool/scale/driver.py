@@ -6,7 +6,12 @@ node with room, so also after its node left). Its units in flight fail on the dr
 the driver puts them back at the head of the queue, where the next free worker, on this node or another,
 takes them (``max_task_retries`` would bind them to the restarting actor instead, which may never come back
 if its node is gone). A unit whose worker died ``MAX_ATTEMPTS`` times is failed alone (a poison input must
-not take the job down). A restarted actor gets work again once its ``ready`` call answers (model loaded).
+not take the job down). A restarted actor gets work again once its ``ready`` call answers (model loaded);
+while Ray restarts it, that call fails with ActorUnavailableError and is asked again a moment later, so
+the job waits for the restart (also when the dead worker was its only one). An actor is given up only when
+Ray says it is dead for good (``ready`` keeps failing with ActorDiedError). A death is counted once: at its
+first news (a unit lost, or the actor answering from a new process), never for the failed ``ready`` calls
+while Ray restarts it.
 
 Progress: one count for the whole job (frames done by all workers, an image counting as one), given to a
 :class:`JobProgress` (the CLI's :class:`deblurtool.ui.ProgressBar` draws it); the library prints nothing.
@@ -25,9 +30,9 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from deblurtool.errors import DeblurError, one_line
+from deblurtool.pipeline.plan import Unit
 from deblurtool.pipeline.progress import LogProgress, Progress
 from deblurtool.scale import require_ray
-from deblurtool.scale.units import Unit
 from deblurtool.scale.worker import ProgressSink, UnitResult, UnitWorker, WorkerSpec
 
 MAX_ATTEMPTS = 3  # tries of one unit whose worker keeps dying
@@ -35,6 +40,8 @@ MAX_RESTARTS = 8  # restarts of one actor
 IN_FLIGHT = 2  # units queued per worker: the next one is ready when the current one ends
 NO_WORKER_PATIENCE_S = 600.0  # no worker alive for this long: give up
 SNAPSHOT_EVERY_S = 0.5  # how often the driver asks for the frames done by units in flight (an RPC)
+ASK_AGAIN_S = 0.5  # pause before asking a restarting (or dying) actor again whether it is ready
+DEAD_ANSWERS = 3  # ``ready`` failing this many times in a row with ActorDiedError: dead for good
 
 Events = Callable[[str, dict[str, Any]], None]
 
@@ -108,10 +115,15 @@ class WorkerState:
     frames: int = 0
     seconds: float = 0.0
     deaths: int = 0
+    ask_at: float | None = None  # when to ask a restarting actor again whether it is ready
+    dead_answers: int = 0  # ``ready`` calls in a row that said the actor is dead
+    death_noted: bool = False  # its death is counted and it has not answered since
 
     def line(self) -> str:
         pids = ", ".join(map(str, self.pids)) or "none"
         restarts = f", {self.deaths} death(s) survived" if self.deaths else ""
+        if self.gone and self.pids:
+            restarts = f", gone after {self.deaths} death(s)"
         return (
             f"worker {self.index} on {self.node or '?'} (pid {pids}): {self.units} unit(s), "
             f"{self.frames} frame(s) in {self.seconds:.1f} s{restarts}"
@@ -174,10 +186,14 @@ class Pool:
         """Block until one worker has its model (its signature becomes the job's); error if none can."""
         deadline = time.monotonic() + NO_WORKER_PATIENCE_S
         while not self.alive:
+            self._ask_again()
             pending = [w.ready_ref for w in self.workers if w.ready_ref is not None]
-            if not pending or time.monotonic() > deadline:
+            if not self.waiting or time.monotonic() > deadline:
                 why = "; ".join(self.notes) or "none could be scheduled (see `ray status`)"
                 raise DeblurError(f"no Ray worker could start: {why}")
+            if not pending:
+                time.sleep(0.1)
+                continue
             done, _ = self.ray.wait(pending, num_returns=1, timeout=0.5)
             for ref in done:
                 self._on_ready(ref)
@@ -187,14 +203,19 @@ class Pool:
         w.ready_ref = None
         try:
             info = self.ray.get(ref)
-        except self.ray.exceptions.RayError as e:  # died before answering: Ray restarts it, ask again
-            w.deaths += 1
-            if w.deaths <= MAX_RESTARTS:
-                w.ready_ref = w.handle.ready.remote()
-            else:
-                w.gone = True
-                self.notes.append(f"worker {w.index} died ({one_line(e)[:200]})")
+        except self._restarting:  # Ray is bringing it back: ask again in a moment (no new death)
+            w.ask_at = time.monotonic() + ASK_AGAIN_S
             return
+        except self.ray.exceptions.RayError as e:  # dead: for good once Ray keeps saying so
+            w.dead_answers += 1
+            if w.dead_answers < DEAD_ANSWERS:
+                w.ask_at = time.monotonic() + ASK_AGAIN_S
+                return
+            w.gone = True
+            w.deaths += bool(w.pids) and not w.death_noted  # it ran once and did not come back
+            self.notes.append(f"worker {w.index} died ({one_line(e)[:200]})")
+            return
+        w.dead_answers = 0
         if info["error"] or (self.signature and info["signature"] != self.signature):
             w.gone = True
             why = info["error"] or f"it runs other settings ({info['signature']} against {self.signature})"
@@ -205,8 +226,29 @@ class Pool:
             self.signature, self.description = info["signature"], info["description"]
             self.model_notes = list(info["notes"])
         w.alive, w.node = True, info["node"]
-        w.pids.append(info["pid"])
+        restarted = bool(w.pids) and info["pid"] != w.pids[-1]  # answers from a new process
+        if restarted != w.death_noted:  # a death not seen by a unit, or news of one that did not happen
+            w.deaths += 1 if restarted else -1
+        w.death_noted = False
+        if restarted or not w.pids:
+            w.pids.append(info["pid"])
         self.events("ready", {"worker": w.index, "pid": info["pid"], "node": w.node})
+
+    @property
+    def _restarting(self) -> type[Exception] | tuple[()]:
+        return getattr(self.ray.exceptions, "ActorUnavailableError", ())
+
+    def _ask_again(self) -> None:
+        """Ask the actors that were restarting whether they are ready now."""
+        now = time.monotonic()
+        for w in self.workers:
+            if w.ask_at is not None and now >= w.ask_at and not w.gone:
+                w.ask_at, w.ready_ref = None, w.handle.ready.remote()
+
+    @property
+    def waiting(self) -> bool:
+        """Some actor may still come (loading its model, or being restarted by Ray)."""
+        return any(not w.alive and not w.gone for w in self.workers)
 
     def run(self, units: list[Unit], job: Job, report: JobProgress, label: str) -> None:
         """Process ``units`` (and those the job adds) until the job has nothing left."""
@@ -218,12 +260,13 @@ class Pool:
         lonely_since = time.monotonic()
         with report.job(label, max(job.total_frames, 1)) as update:
             while queue or in_flight or job.busy():
+                self._ask_again()
                 self._assign(queue, in_flight, job)
                 refs = [*in_flight, *(w.ready_ref for w in self.workers if w.ready_ref is not None)]
                 if not refs:
-                    if queue and not self.alive:
+                    if queue and not self.alive and not self.waiting:
                         raise DeblurError(f"every Ray worker is gone: {'; '.join(self.notes[-3:])}")
-                    time.sleep(0.1)  # only joins are running
+                    time.sleep(0.1)  # only joins are running, or restarting actors are asked again soon
                 else:
                     if snapshot_ref is None and time.monotonic() >= next_snapshot:
                         snapshot_ref = self.sink.snapshot.remote()
@@ -298,7 +341,7 @@ class Pool:
 
     def _lost(self, w: WorkerState, error: Exception) -> None:
         if w.alive:  # first news of this death: wait for Ray's restart before giving it work again
-            w.alive = False
+            w.alive, w.death_noted = False, True
             w.deaths += 1
             w.ready_ref = w.handle.ready.remote()
             self.events("died", {"worker": w.index, "reason": one_line(error)[:200]})

@@ -1,7 +1,7 @@
-"""`folder --ray` and `video --ray`: plan the units, react to their results, join chunked videos, write the
-manifest (here, on the driver, only), summarise.
+"""`folder --ray` and `video --ray`: take the plan's units, react to their results, join chunked videos;
+outcomes (manifest, counts, reports) are recorded through the plan, on the driver only.
 
-Resume: a file recorded in the manifest with the same input and settings is skipped (as without Ray); a
+Resume: the plan skips a file recorded in the manifest with the same input and settings (as without Ray); a
 chunk whose record exists under the same key is reused, so an interrupted long video restarts only the
 chunks it had not finished (and a video whose chunks were all done is only joined). A chunk that cannot be
 made exactly, or chunks that do not join, make that video fall back to one whole-video unit, which behaves
@@ -11,39 +11,26 @@ cannot be written, an input the node cannot see) fails its video with that reaso
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deblurtool.config import EncodeConfig
 from deblurtool.errors import ModelOutputError, one_line
-from deblurtool.pipeline.folder import FolderSummary, damage_line, failure_reason, file_note, is_video
-from deblurtool.pipeline.manifest import Manifest, video_signature
-from deblurtool.pipeline.progress import Progress
+from deblurtool.pipeline.plan import Plan, Unit, failure_reason, file_note
+from deblurtool.pipeline.video import VideoSummary
 from deblurtool.scale.join import JoinError, JoinSummary, join_chunks
-from deblurtool.scale.units import (
-    ChunkRecord,
-    Unit,
-    chunk_key,
-    probe_video,
-    read_record,
-    remove_chunks,
-    video_units,
-)
+from deblurtool.scale.units import ChunkRecord, read_record, remove_chunks
 from deblurtool.scale.worker import UnitResult
 
 
 @dataclass
 class _Video:
-    """A video in progress: its chunks' records as they arrive, or the whole-video fallback."""
+    """A chunked video in progress: its chunks' records as they arrive, or the whole-video fallback."""
 
     rel: Path
     src: Path
     out: Path
-    st: os.stat_result
-    signature: str
     frames: int
     chunks: list[Unit] = field(default_factory=list)
     records: dict[int, ChunkRecord] = field(default_factory=dict)
@@ -51,75 +38,46 @@ class _Video:
 
 
 class RayJob:
-    """Units in, results out; the driver's only writer of the manifest. ``manifest`` None: `video` (one file,
-    no manifest, failures raise as in `video`). Notes and failures go to ``report``; in a folder a note names
-    its file."""
+    """The plan's units in, results out (the dispatcher's Job protocol). Notes and failures go to the plan's
+    report; in a folder a note names its file."""
 
-    def __init__(
-        self,
-        encode: EncodeConfig,
-        chunk_frames: int | None,
-        manifest: Manifest | None,
-        report: Progress,
-        summary: FolderSummary | None = None,
-    ) -> None:
-        self.encode, self.chunk_frames, self.manifest, self.report = encode, chunk_frames, manifest, report
-        self.summary = summary or FolderSummary()
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
         self.total_frames = self.frames_done = self.reused = 0
         self.videos: dict[Path, _Video] = {}
-        self.results: dict[Path, UnitResult | JoinSummary] = {}
-        self.inputs: dict[Path, tuple[os.stat_result, str]] = {}  # rel -> the input's state and signature
+        self.finished: dict[Path, VideoSummary] = {}  # what each finished video is
         self.stop = threading.Event()
-        self.worker_lines: list[str] = []
         self._joins: dict[Future[JoinSummary], _Video] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deblurtool-join")
 
-    # -- planning ------------------------------------------------------------------------------------------
-
-    def plan(self, files: list[tuple[Path, Path, Path]], signature: str, overwrite: bool) -> list[Unit]:
-        """Units for ``(rel, src, out)`` files: done files skipped, finished chunks reused."""
-        units: list[Unit] = []
-        for rel, src, out in files:
-            video = is_video(rel)
-            sig = video_signature(signature, self.encode) if video else signature
-            try:
-                st = src.stat()
-                skip = self.manifest.skip(rel, st, sig, out, overwrite) if self.manifest else None
-                if skip:
-                    setattr(self.summary, skip, getattr(self.summary, skip) + 1)
-                    continue
-                self.inputs[rel] = (st, sig)
-                units += (
-                    self._video_units(rel, src, out, st, sig) if video else [Unit("image", src, out, rel, 1)]
-                )
-            except OSError as e:
-                self._failed(rel, src, failure_reason(e))
-        self.total_frames += sum(u.frames for u in units)
-        units.sort(key=lambda u: -u.frames)  # longest first (stable): no long unit is left alone at the end
-        return units
-
-    def _video_units(self, rel: Path, src: Path, out: Path, st: os.stat_result, sig: str) -> list[Unit]:
-        probe = probe_video(src)
-        frames = (probe.frames if probe is not None else None) or 1
-        units = video_units(src, out, rel, probe, self.chunk_frames, chunk_key(st, sig, self.encode))
-        v = self.videos[rel] = _Video(rel, src, out, st, sig, frames)
-        if units[0].kind == "video":
-            v.whole = True
-            return units
-        v.chunks = units
-        todo = []
-        for u in units:
-            assert u.chunk is not None
-            record = read_record(u.out)
+    def start(self, units: list[Unit]) -> list[Unit]:
+        """The units to send out: finished chunks of an earlier run reused (a video whose chunks are all
+        done is joined at once), longest first."""
+        todo: list[Unit] = []
+        for unit in units:
+            if unit.kind != "chunk":
+                todo.append(unit)
+                continue
+            assert unit.chunk is not None
+            v = self.videos.get(unit.rel)
+            if v is None:
+                probe = self.plan.probes.get(unit.rel)
+                frames = (probe.frames if probe is not None else None) or 1
+                v = self.videos[unit.rel] = _Video(unit.rel, unit.src, self.plan.output(unit.rel), frames)
+            v.chunks.append(unit)
+            record = read_record(unit.out)
             if record is None:
-                todo.append(u)
+                todo.append(unit)
             else:
-                v.records[u.chunk.index] = record
+                v.records[unit.chunk.index] = record
                 self.reused += 1
                 self.frames_done += record.frames
                 self.total_frames += record.frames
-        if not todo:
-            self._start_join(v)
+        for v in self.videos.values():
+            if len(v.records) == len(v.chunks):
+                self._start_join(v)
+        self.total_frames += sum(u.frames for u in todo)
+        todo.sort(key=lambda u: -u.frames)  # longest first (stable): no long unit is left alone at the end
         return todo
 
     # -- results (the dispatcher's Job protocol) -----------------------------------------------------------
@@ -135,12 +93,17 @@ class RayJob:
         if result.fatal:  # the model returns NaN or infinity: every other file would fail alike
             raise ModelOutputError(f"{result.reason}; the run stopped", unit.src)
         if unit.kind != "chunk":
-            self.results[unit.rel] = result
             if not result.ok:
-                self._failed(unit.rel, unit.src, result.reason)
+                self.plan.failed(unit.src, result.reason)
             else:
                 self._notes(unit.src, result.notes)
-                self._finished(unit.rel, unit.src, result.damage, result.frames)
+                if unit.kind == "video":
+                    self.finished[unit.rel] = VideoSummary(
+                        src=unit.src, dst=unit.out, frames=result.frames, seconds=result.seconds,
+                        pix_fmt=result.pix_fmt, copied_streams=result.copied_streams,
+                        notes=list(result.notes), damage=result.damage,
+                    )  # fmt: skip
+                self.plan.finished(unit.rel, unit.src, result.damage, result.frames)
             if unit.kind == "video":
                 remove_chunks(unit.out)  # chunks of an earlier try, if the video fell back
             return []
@@ -151,7 +114,7 @@ class RayJob:
             return self._fall_back(v, result.reason)
         if not result.ok:  # as `video` would fail (the output cannot be written, ...): no second try
             v.whole = True
-            self._failed(v.rel, v.src, result.reason)
+            self.plan.failed(v.src, result.reason)
             remove_chunks(v.out)
             return []
         assert unit.chunk is not None and result.record is not None
@@ -165,48 +128,36 @@ class RayJob:
         for future in [f for f in self._joins if f.done()]:
             v = self._joins.pop(future)
             try:
-                joined = self.results[v.rel] = future.result()
+                joined = future.result()
             except JoinError as e:
                 more += self._fall_back(v, one_line(e))
                 continue
             except Exception as e:
-                self._failed(v.rel, v.src, failure_reason(e))
+                self.plan.failed(v.src, failure_reason(e))
                 continue
             remove_chunks(v.out)
             self._notes(v.src, joined.notes)
-            self._finished(v.rel, v.src, None, 0)
+            self.finished[v.rel] = VideoSummary(
+                src=v.src, dst=v.out, frames=joined.frames, seconds=0.0, pix_fmt=joined.pix_fmt,
+                copied_streams=joined.copied_streams, notes=list(joined.notes),
+            )  # fmt: skip
+            self.plan.finished(v.rel, v.src)
         return more
 
     def _start_join(self, v: _Video) -> None:
         chunks = [(u.out, v.records[u.chunk.index]) for u in v.chunks if u.chunk is not None]
-        future = self._pool.submit(join_chunks, v.src, chunks, v.out, self.encode, stop=self.stop)
+        future = self._pool.submit(join_chunks, v.src, chunks, v.out, self.plan.encode, stop=self.stop)
         self._joins[future] = v
 
     def _fall_back(self, v: _Video, reason: str) -> list[Unit]:
         v.whole = True
-        self.report.note(f"note: {v.src}: chunks not usable ({reason}); deblurring it as one unit")
+        self.plan.report.note(f"note: {v.src}: chunks not usable ({reason}); deblurring it as one unit")
         self.total_frames += v.frames
         return [Unit("video", v.src, v.out, v.rel, v.frames)]
 
     def _notes(self, src: Path, notes: list[str]) -> None:
         for text in notes:
-            self.report.note(text if self.manifest is None else file_note(src, text))
-
-    def _finished(self, rel: Path, src: Path, damage: str | None, frames: int) -> None:
-        if self.manifest is None:  # `video`: a damaged input is reported by the command (exit 1)
-            self.summary.done += 1
-            return
-        self.manifest.add(rel, *self.inputs[rel])
-        failure = damage_line(damage, frames)
-        if failure:
-            self._failed(rel, src, failure)
-        else:
-            self.summary.done += 1
-
-    def _failed(self, rel: Path, src: Path, reason: str) -> None:
-        self.summary.failed.append((src, reason))
-        if self.manifest is not None:
-            self.report.failed(src, reason)
+            self.plan.report.note(text if self.plan.single else file_note(src, text))
 
     def close(self) -> None:
         self.stop.set()

@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from deblurtool.config import EncodeConfig, RuntimeConfig, TileConfig
+from deblurtool.config import EncodeConfig, ModelSpec
 from deblurtool.errors import InputError, ModelOutputError, one_line
-from deblurtool.pipeline.folder import deblur_image, failure_reason
-from deblurtool.pipeline.video import run_video
+from deblurtool.pipeline.folder import deblur_unit
+from deblurtool.pipeline.plan import Unit, failure_reason
+from deblurtool.pipeline.progress import LogProgress, describe_model
 from deblurtool.scale.chunk import ChunkUnsupported, encode_chunk
-from deblurtool.scale.units import ChunkRecord, Unit
+from deblurtool.scale.units import ChunkRecord
 
 _REPORT_EVERY_S = 0.5
 SHARED_STORAGE = "with --ray, inputs and outputs must be on storage every node sees (a shared filesystem)"
@@ -32,12 +33,11 @@ SHARED_STORAGE = "with --ray, inputs and outputs must be on storage every node s
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """How every worker builds its model and encodes (the CLI's knobs), ``threads`` for torch on CPU workers,
-    and ``marker``: a file the driver holds in the output folder (its lock), which a worker must see."""
+    """What every worker runs: the command's :class:`ModelSpec` whole (``model``) and the encoder settings,
+    ``threads`` for torch on CPU workers, and ``marker``: a file the driver holds in the output folder (its
+    lock), which a worker must see."""
 
-    weights: Path | None
-    tile: TileConfig | None
-    runtime: RuntimeConfig
+    model: ModelSpec
     encode: EncodeConfig
     marker: Path = Path()
     threads: int | None = None
@@ -120,13 +120,12 @@ class UnitWorker:
     def _load(self) -> None:
         import torch
 
-        from deblurtool.commands.common import describe_model  # the CLI's own words for what runs
-        from deblurtool.inference import Deblurrer
+        from deblurtool.inference import load_deblurrer
 
         s = self.spec
         if s.threads:
             torch.set_num_threads(s.threads)
-        self.model = Deblurrer.from_weights(s.weights, tile=s.tile, runtime=s.runtime)
+        self.model = load_deblurrer(s.model)
         self.signature = self.model.signature
         self.description = describe_model(self.model)
         self.notes = list(self.model.notes)
@@ -154,17 +153,15 @@ class UnitWorker:
             if self.model is None:
                 raise InputError(f"the worker on {self.node} has no model ({self.error})")
             self._check_visible(unit)
-            if unit.kind == "image":
-                deblur_image(counting, unit.src, unit.out)
-            elif unit.kind == "video":
-                encode = self.spec.encode
-                summary = run_video(unit.src, unit.out, counting, encode, overwrite=True, lock=False)
-                result.damage, result.pix_fmt = summary.damage, summary.pix_fmt
-                result.copied_streams, result.notes = summary.copied_streams, list(summary.notes)
-            else:
+            if unit.kind == "chunk":
                 assert unit.chunk is not None
                 result.record = encode_chunk(unit.src, unit.out, unit.chunk, counting, self.spec.encode)
                 result.pix_fmt = result.record.pix_fmt
+            else:
+                summary = deblur_unit(counting, unit, self.spec.encode, LogProgress())
+                if summary is not None:
+                    result.damage, result.pix_fmt = summary.damage, summary.pix_fmt
+                    result.copied_streams, result.notes = summary.copied_streams, list(summary.notes)
             result.ok = True
         except ChunkUnsupported as e:
             result.unsupported, result.reason = True, one_line(e)

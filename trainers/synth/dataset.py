@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import multiprocessing as mp
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,11 +19,12 @@ import av
 import cv2
 import numpy as np
 
-from deblurtool.errors import InputError, OutputError
+from deblurtool.errors import InputError, OutputError, one_line
 from deblurtool.fsutil import write_bytes
 from deblurtool.media.colour import to_rgb_u8
 from deblurtool.media.image_io import read_rgb_u8
 from trainers.synth.blur import SynthParams, content_rescale, synthesize
+from trainers.synth.staging import MANIFEST, dataset_entries, staged_dataset
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".ogv", ".mpg", ".mpeg", ".m4v"})
@@ -64,21 +64,46 @@ def count_video_frames(path: Path) -> int:
         raise InputError(f"cannot read video: {e}", path) from None
 
 
-def find_items(src: Path, frames_per_video: int = 24, min_frame_gap: int = 8) -> list[list[Item]]:
+def _probe_image(path: Path) -> None:
+    """InputError for a file that is not an image (its header only: a folder of photos is probed fast)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.size  # noqa: B018 (the header is parsed lazily)
+    except Exception as e:  # Pillow raises several types for unreadable files
+        raise InputError(f"cannot read this image ({type(e).__name__})", path) from None
+
+
+def find_items(
+    src: Path,
+    frames_per_video: int = 24,
+    min_frame_gap: int = 8,
+    skipped: list[tuple[str, str]] | None = None,
+) -> list[list[Item]]:
     """Every source file under ``src`` (recursively, sorted) as a list of items; one list per source file.
 
     Consecutive video frames are near duplicates, so a video gives at most ``frames_per_video`` frames spread
-    evenly through it, at least ``min_frame_gap`` frames apart.
+    evenly through it, at least ``min_frame_gap`` frames apart. A file that cannot be read is left out and
+    added to ``skipped`` as (path, reason); without that list, its InputError is raised.
     """
     if not src.is_dir():
         raise InputError("not a folder of images and videos", src)
     groups: list[list[Item]] = []
     for path in sorted(p for p in src.rglob("*") if p.is_file()):
         ext, seq = path.suffix.lower(), _seq_name(path.relative_to(src))
+        try:
+            if ext in IMAGE_EXTS:
+                _probe_image(path)
+            total = count_video_frames(path) if ext in VIDEO_EXTS else 0
+        except InputError as e:
+            if skipped is None:
+                raise
+            skipped.append((str(path), one_line(e)))
+            continue
         if ext in IMAGE_EXTS:
             groups.append([Item(str(path), seq)])
         elif ext in VIDEO_EXTS:
-            total = count_video_frames(path)
             k = max(1, min(frames_per_video, total // max(1, min_frame_gap)))
             idx = (
                 sorted(set(np.rint(np.linspace(0, total - 1, k + 2)[1:-1]).astype(int).tolist()))
@@ -184,12 +209,16 @@ def run_tasks(
     tasks: list[Task], out: Path, params: SynthParams, wanted: dict[str, set[int]]
 ) -> list[dict[str, Any]]:
     """Synthesise and write the pairs of ``tasks`` (one worker's share); returns one record per pair."""
-    records = []
+    records: list[dict[str, Any]] = []
     for t in tasks:
         rng = np.random.default_rng(list(t.key))
-        frame = content_rescale(_load(t.item, wanted.get(t.item.path, set())), rng)
-        if min(frame.shape[:2]) < 32:
-            raise InputError(f"image too small ({frame.shape[1]}x{frame.shape[0]})", t.item.path)
+        try:
+            frame = content_rescale(_load(t.item, wanted.get(t.item.path, set())), rng)
+            if min(frame.shape[:2]) < 32:
+                raise InputError(f"image too small ({frame.shape[1]}x{frame.shape[0]})", t.item.path)
+        except InputError as e:  # this source is skipped, the others written (the caller notes it)
+            records.append({"split": t.split, "source": t.item.path, "error": one_line(e)})
+            continue
         blur, sharp, info = synthesize(frame, rng, params)
         folder = out / t.split / t.item.seq
         for kind, img in (("blur", blur), ("sharp", sharp)):
@@ -242,21 +271,53 @@ def make_dataset(
     src, out = src.resolve(), out.resolve()
     if out == src or src in out.parents:
         raise OutputError("output folder must not lie inside the source folder", out)
-    existing = [out / d for d in ("train", "test", "manifest.json") if (out / d).exists()]
-    if existing and not overwrite:
+    if dataset_entries(out) and not overwrite:
         raise OutputError("already holds a dataset (use --overwrite to replace it)", out)
-    groups = find_items(src, frames_per_video)
+    skipped: list[tuple[str, str]] = []
+    groups = find_items(src, frames_per_video, skipped=skipped)
     if not groups:
-        raise InputError("no images or videos found", src)
+        why = f" ({len(skipped)} could not be read: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise InputError(f"no readable images or videos found{why}", src)
     tasks = plan_tasks(groups, count, seed, test_fraction, test_count)
-    for p in existing:
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
     wanted: dict[str, set[int]] = {}
     for g in groups:
         for it in g:
             if it.frame is not None:
                 wanted.setdefault(it.path, set()).add(it.frame)
 
+    with staged_dataset(out, overwrite=overwrite) as tmp:
+        records = _run_all(tasks, tmp, params, wanted, workers, progress)
+        failed = [r for r in records if "error" in r]
+        records = [r for r in records if "error" not in r]
+        for r in failed:
+            if (r["source"], r["error"]) not in skipped:
+                skipped.append((r["source"], r["error"]))
+        if not records:
+            first = f"{skipped[0][0]}: {skipped[0][1]}"
+            raise InputError(f"no pairs written: every source was skipped ({first})", src)
+        manifest = {
+            "seed": seed,
+            "count": count,
+            "test_count": sum(r["split"] == "test" for r in records),
+            "params": asdict(params),
+            "sources": sorted({it.path for g in groups for it in g}),
+            "test_sources": sorted({r["source"] for r in records if r["split"] == "test"}),
+            "entries": sorted({r["split"] for r in records}),
+            "skipped": [{"source": p, "reason": why} for p, why in skipped],
+            "samples": records,
+        }
+        write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=1).encode("utf-8"))
+    return manifest
+
+
+def _run_all(
+    tasks: list[Task],
+    out: Path,
+    params: SynthParams,
+    wanted: dict[str, set[int]],
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> list[dict[str, Any]]:
     chunks = _chunks(tasks, 32)
     records: list[dict[str, Any]] = []
     done = 0
@@ -278,15 +339,4 @@ def make_dataset(
         if pool is not None:
             pool.terminate()
             pool.join()
-
-    manifest = {
-        "seed": seed,
-        "count": count,
-        "test_count": sum(r["split"] == "test" for r in records),
-        "params": asdict(params),
-        "sources": sorted({it.path for g in groups for it in g}),
-        "test_sources": sorted({r["source"] for r in records if r["split"] == "test"}),
-        "samples": records,
-    }
-    write_bytes(out / "manifest.json", json.dumps(manifest, indent=1).encode("utf-8"))
-    return manifest
+    return records

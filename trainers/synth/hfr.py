@@ -15,7 +15,8 @@ The window length is drawn from an exposure range in seconds converted at the cl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +25,15 @@ import cv2
 import numpy as np
 
 from deblurtool.errors import InputError
-from deblurtool.media.image_io import IMAGE_SUFFIXES, read_rgb_u8
 from deblurtool.media.colour import to_rgb_u8
+from deblurtool.media.image_io import IMAGE_SUFFIXES, read_rgb_u8
 
 GOPRO_FPS = 240.0
 GOPRO_FRAMES = (7, 13)  # GoPro's window lengths at 240 fps (Nah et al., 2017)
 GAMMA = 2.2
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".y4m", ".gif"}
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,45 @@ def _resize(rgb_u8: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(rgb_u8, size, interpolation=interp)
 
 
+def _is_frame_folder(path: Path) -> bool:
+    return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir() if p.is_file())
+
+
+def iter_frames(path: Path, *, scale: float = 1.0, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """The frames of a video (anything PyAV decodes) or of a folder of numbered images (sorted by name), one
+    at a time as HxWx3 uint8 RGB, resized by ``scale``: a long clip never has to fit in memory.
+
+    Raises InputError naming ``path`` when it cannot be decoded or its frames change size."""
+    path = Path(path)
+    shape: tuple[int, ...] | None = None
+
+    def checked(rgb_u8: np.ndarray) -> np.ndarray:
+        nonlocal shape
+        if shape is None:
+            shape = rgb_u8.shape
+        elif rgb_u8.shape != shape:
+            raise InputError("frames of different sizes", path)
+        return rgb_u8
+
+    count = 0
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        for p in files[:max_frames]:
+            yield checked(_resize(read_rgb_u8(p), scale))
+        return
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                yield checked(_resize(to_rgb_u8(frame), scale))
+                count += 1
+                if max_frames is not None and count >= max_frames:
+                    break
+    except (av.FFmpegError, IndexError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot decode video: {e}", path) from None
+
+
 def read_clip(
     path: Path, fps: float, *, scale: float = 1.0, max_frames: int | None = None, name: str | None = None
 ) -> Clip:
@@ -75,36 +118,34 @@ def read_clip(
     The container's own frame rate is ignored: high-speed footage is usually stored at a playback rate
     (X4K1000FPS clips say 25 fps), so the capture rate must be given."""
     path = Path(path)
-    frames: list[np.ndarray] = []
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        for p in files[:max_frames]:
-            frames.append(_resize(read_rgb_u8(p), scale))
-    else:
-        try:
-            with av.open(str(path)) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                for frame in container.decode(stream):
-                    frames.append(_resize(to_rgb_u8(frame), scale))
-                    if max_frames is not None and len(frames) >= max_frames:
-                        break
-        except (av.FFmpegError, IndexError) as e:
-            raise InputError(f"cannot decode video: {e}", path) from None
+    frames = list(iter_frames(path, scale=scale, max_frames=max_frames))
     if len(frames) < 2:
         raise InputError(f"need at least 2 frames to average, found {len(frames)}", path)
-    if len({f.shape for f in frames}) != 1:
-        raise InputError("frames of different sizes", path)
     return Clip(name or path.stem, np.stack(frames), fps)
+
+
+def find_clips(src: Path) -> list[Path]:
+    """The clips ``src`` names: a video file or a folder of numbered frames is one clip; any other folder
+    holds clips (its video files and its sub-folders of frames, sorted by name)."""
+    src = Path(src)
+    if not src.exists():
+        raise InputError("not found", src)
+    if src.is_file() or _is_frame_folder(src):
+        return [src]
+    clips = [
+        p
+        for p in sorted(src.iterdir())
+        if (p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES) or _is_frame_folder(p)
+    ]
+    if not clips:
+        raise InputError("no videos or folders of frames found", src)
+    return clips
 
 
 def average_frames(frames_u8: np.ndarray, *, linear: bool = False) -> np.ndarray:
     """The mean of NxHxWx3 uint8 frames as HxWx3 uint8 (rounded), in stored values or in linear light."""
     f = frames_u8.astype(np.float32) / 255.0
-    if linear:
-        mean = np.power(np.power(f, GAMMA).mean(axis=0), 1.0 / GAMMA)
-    else:
-        mean = f.mean(axis=0)
+    mean = np.power(np.power(f, GAMMA).mean(axis=0), 1.0 / GAMMA) if linear else f.mean(axis=0)
     return np.clip(np.rint(mean * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -126,9 +167,7 @@ def make_pair(
     return average_frames(window, linear=linear), window[n // 2].copy()
 
 
-def draw_window(
-    rng: np.random.Generator, clip: Clip, n_range: tuple[int, int]
-) -> tuple[int, int]:
+def draw_window(rng: np.random.Generator, clip: Clip, n_range: tuple[int, int]) -> tuple[int, int]:
     """A random (t0, n): n uniform in ``n_range`` (capped at the clip's length), t0 uniform where it fits."""
     n_max = min(n_range[1], len(clip.frames))
     n_min = min(n_range[0], n_max)
@@ -138,7 +177,7 @@ def draw_window(
 
 
 def spaced_windows(clip: Clip, n: int, count: int) -> list[int]:
-    """``count`` start frames of length-``n`` windows spread evenly over the clip (for fixed evaluation sets)."""
+    """``count`` start frames of length-``n`` windows spread evenly over the clip (fixed evaluation sets)."""
     n = min(n, len(clip.frames))
     last = len(clip.frames) - n
     if count <= 1:
@@ -186,3 +225,59 @@ def write_pairs(
                     tmp.write_bytes(buf.tobytes())
             written += 1
     return written
+
+
+@dataclass(frozen=True)
+class Window:
+    """One pair of a stream: frames ``t0 .. t0+n-1`` averaged (``blur``), frame ``t0 + n // 2`` (sharp)."""
+
+    t0: int
+    n: int
+    blur_u8: np.ndarray
+    sharp_u8: np.ndarray
+
+    @property
+    def stem(self) -> str:
+        """The file name of the pair (without suffix), as ``write_pairs`` names it."""
+        return f"{self.t0:06d}_avg{self.n}"
+
+
+def stream_windows(
+    frames: Iterable[np.ndarray],
+    rng: np.random.Generator,
+    n_range: tuple[int, int],
+    *,
+    step: int = 0,
+    linear: bool = False,
+    limit: int = 0,
+) -> Iterator[Window]:
+    """Consecutive windows through a stream of frames, each ``n`` frames long with ``n`` drawn uniformly from
+    ``n_range``; the next window starts ``step`` frames after the last one's start (0: right after its last
+    frame, GoPro's way: no frame in two pairs). Holds at most one window of frames. ``limit``: stop after
+    that many pairs (0: at the end of the stream)."""
+    lo, hi = n_range
+    if not 1 <= lo <= hi:
+        raise ValueError(f"window lengths must satisfy 1 <= lo <= hi, got {n_range}")
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+
+    def draw() -> int:
+        return int(rng.integers(lo, hi + 1))
+
+    t0, n = 0, draw()
+    buf: deque[tuple[int, np.ndarray]] = deque()
+    made = 0
+    for i, frame in enumerate(frames):
+        if i < t0:
+            continue
+        buf.append((i, frame))
+        while buf and i >= t0 + n - 1:
+            window = np.stack([f for j, f in buf if t0 <= j < t0 + n])
+            yield Window(t0, n, average_frames(window, linear=linear), window[n // 2].copy())
+            made += 1
+            if limit and made >= limit:
+                return
+            t0 += step or n
+            n = draw()
+            while buf and buf[0][0] < t0:
+                buf.popleft()

@@ -1,11 +1,12 @@
-"""Field failures (issue 15), the model's side: weights with NaN, infinity or absurd values never give a black
-video with exit 0. Refused at load time (naming the tensor) or, if they only blow up while running, the job
-stops on the first such frame with nothing under the final name."""
+"""Weights with NaN, infinity or absurd values never give a black video with exit 0: refused at load time
+(naming the tensor) or, if they only blow up while running, the job stops on the first such frame with
+nothing under the final name. All-zero weights load, with a note that they change nothing."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import identity_generator, make_image, make_video, random_generator, save_image
@@ -59,7 +60,7 @@ def _exploding_deblurrer() -> Deblurrer:
         for name, t in model.state_dict().items():
             if name.endswith("weight") and t.dim() == 4:
                 t.mul_(1e25)
-    return Deblurrer(model, TileConfig(tile_size=0), RuntimeConfig("cpu", "fp32"))
+    return Deblurrer.from_model(model, TileConfig(tile_size=0), RuntimeConfig("cpu", "fp32", "torch"))
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
@@ -97,3 +98,23 @@ def test_progress_lines_in_logs(tmp_path: Path, capsys: pytest.CaptureFixture[st
     with ProgressBar("fps", log_every=3600.0).items("clip.mp4", 4) as advance:
         advance()
     assert capsys.readouterr().err == ""
+
+
+def test_all_zero_weights_load_with_a_note_that_they_change_nothing(tmp_path: Path) -> None:
+    from test_registry import tiny_nafunet
+
+    for model in (random_generator(TINY, seed=2), tiny_nafunet(seed=2)):
+        with torch.no_grad():
+            for t in model.state_dict().values():
+                if t.is_floating_point():
+                    t.zero_()
+        path = tmp_path / "zero.safetensors"
+        W.save_generator(model, path)
+        d = Deblurrer.from_weights(path, None, RuntimeConfig("cpu", "fp32", "torch"))
+        assert any(n.startswith("this generator changes nothing") for n in d.notes), d.notes
+        img = make_image("u8_rgb", seed=1)[:, :, :3]
+        assert np.array_equal(d(np.ascontiguousarray(img)), img)
+    trained = Deblurrer.from_model(
+        random_generator(TINY, seed=3), None, RuntimeConfig("cpu", "fp32", "torch")
+    )
+    assert not any("changes nothing" in n for n in trained.notes)

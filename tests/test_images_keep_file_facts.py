@@ -1,6 +1,6 @@
-"""Field failures (issue 15), images: outputs keep what the inputs were beyond their pixels: resolution (DPI),
-gray+alpha (no colour tint), a lossy JPEG's or WebP's quality (and lossiness); palette and 1-bit inputs become
-what the README says."""
+"""Images keep what the inputs were beyond their pixels: resolution (DPI), gray+alpha (no colour tint), a lossy
+JPEG's or WebP's quality (and lossiness), a JPEG's chroma subsampling; palette and 1-bit inputs become what the
+README says, and a CMYK JPEG comes out RGB with a note."""
 
 from __future__ import annotations
 
@@ -105,3 +105,58 @@ def test_lossy_webp_stays_lossy_at_its_quality(tmp_path: Path) -> None:
     assert 0.5 < ratio < 1.5, ratio
     with Image.open(io.BytesIO((dst / "lossless.webp").read_bytes())) as out:
         np.testing.assert_array_equal(np.asarray(out.convert("RGB")), _photo(96, 128, seed=1))
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.mark.parametrize(("subsampling", "name"), [(0, "444"), (1, "422"), (2, "420")])
+def test_jpeg_chroma_subsampling_follows_the_input(tmp_path: Path, subsampling: int, name: str) -> None:
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    picture = _photo(96, 128)
+    picture[:, ::2, 0] = 250  # fine colour detail: what 4:2:0 would smear
+    Image.fromarray(picture).save(src / "a.jpg", quality=95, subsampling=subsampling)
+    assert probe((src / "a.jpg").read_bytes()).chroma == name
+    _run(src, dst)
+    assert probe((dst / "a.jpg").read_bytes()).chroma == name
+    with Image.open(src / "a.jpg") as a, Image.open(dst / "a.jpg") as b:
+        before, after = np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))
+    assert _psnr(after, before) > 40  # the identity model's output: the input again, not its colour smeared
+
+
+def test_cmyk_jpeg_comes_out_rgb_with_a_note(tmp_path: Path) -> None:
+    from deblurtool.media.image_io import read_image
+
+    Image.fromarray(_photo()).convert("CMYK").save(tmp_path / "print.jpg", quality=90)
+    image = read_image(tmp_path / "print.jpg")
+    assert image.facts.cmyk and image.pixels.shape[2] == 3
+    assert image.notes == (
+        "note: a CMYK JPEG: OpenCV reads it as RGB and cannot write CMYK, so the output is RGB",
+    )
+    assert read_image_facts_of_rgb(tmp_path) == ()
+
+
+def read_image_facts_of_rgb(tmp_path: Path) -> tuple[str, ...]:
+    from deblurtool.media.image_io import read_image
+
+    Image.fromarray(_photo()).save(tmp_path / "rgb.jpg", quality=90)
+    return read_image(tmp_path / "rgb.jpg").notes
+
+
+def test_folder_names_the_cmyk_jpeg_it_writes_as_rgb(tmp_path: Path) -> None:
+    from conftest import JobReport
+
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(_photo()).convert("CMYK").save(src / "print.jpg", quality=90)
+    report = JobReport()
+    summary = run_folder(src, dst, IdentityModel(), progress=report)
+    assert summary.failed == [] and summary.done == 1
+    assert any("print.jpg" in n and "CMYK JPEG" in n and "output is RGB" in n for n in report.notes), (
+        report.notes
+    )
+    with Image.open(dst / "print.jpg") as out:
+        assert out.mode == "RGB"

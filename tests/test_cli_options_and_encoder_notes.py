@@ -1,6 +1,6 @@
-"""Field findings (issue 15, should-fix) about the command line: options and inputs are refused before the
-model is loaded, an overlap nobody asked for fits small tiles, ``--version``, readable usage lines, and notes
-for encoder settings that lose something (10-bit written as 8-bit, a --crf the encoder has not)."""
+"""The command line's options: bad options, inputs and output names are refused before torch is even
+imported, an overlap nobody asked for fits small tiles, ``--version``, readable usage lines, and notes for
+encoder settings that lose something (10-bit written as 8-bit, a --crf the encoder has not)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ except SystemExit as e:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["tile size", "not a video", "codec"])
+@pytest.mark.parametrize(
+    "case", ["tile size", "not a video", "codec", "crf beyond the encoder", "pix fmt", "image output"]
+)
 def test_bad_options_and_inputs_are_refused_before_torch_is_imported(tmp_path: Path, case: str) -> None:
     video = make_video(tmp_path / "in.mp4", frames=1, audio=False).path
     text = tmp_path / "notes.txt"
@@ -48,6 +50,9 @@ def test_bad_options_and_inputs_are_refused_before_torch_is_imported(tmp_path: P
         "tile size": ["video", video, tmp_path / "o.mp4", "--tile-size", "30"],
         "not a video": ["video", text, tmp_path / "o.mp4"],
         "codec": ["video", video, tmp_path / "o.mp4", "--codec", "nosuchcodec"],
+        "crf beyond the encoder": ["video", video, tmp_path / "o.mp4", "--crf", "60"],
+        "pix fmt": ["video", video, tmp_path / "o.mp4", "--pix-fmt", "rgba"],
+        "image output": ["video", video, tmp_path / "o.png"],
     }[case]
     done = subprocess.run(
         [sys.executable, "-c", _REFUSE, *map(str, args)], capture_output=True, text=True, timeout=120

@@ -1,6 +1,6 @@
-"""Field failures (issue 15), the ``folder`` side: nothing is skipped silently (unreadable folders and files,
-pages of a multi-page TIFF), an unwritable output is found before the model runs and every message names its
-file, and two jobs never write into one output folder."""
+"""``folder`` when things go wrong: nothing is skipped silently (unreadable folders and files, pages of a
+multi-page TIFF), an unwritable output is found before the model runs and every message names its file, and
+two jobs never write into one output folder."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _tiny_model(tiny_default: Path) -> None:
 _cli = run_cli
 
 
-# -- item 3: nothing skipped silently ------------------------------------------------------------------------
+# -- nothing skipped silently ------------------------------------------------------------------------
 
 
 def test_unreadable_subfolder_and_file_are_failures(tmp_path: Path, ordinary_user: OrdinaryUser) -> None:
@@ -76,7 +76,7 @@ def test_multi_page_tiff_keeps_every_page(tmp_path: Path) -> None:
     assert len(read_image(src / "scan.tif").pages) == 3
 
 
-# -- item 6: an unwritable output is found before the model runs; messages name their file -------------------
+# -- an unwritable output is found before the model runs; messages name their file -------------------
 
 
 def test_read_only_output_folder_is_refused_before_the_model_runs(
@@ -119,7 +119,7 @@ def test_write_failures_name_the_output_and_say_why(tmp_path: Path, ordinary_use
     )
 
 
-# -- item 7: one job per output folder -----------------------------------------------------------------------
+# -- one job per output folder -----------------------------------------------------------------------
 
 
 def test_second_folder_job_into_the_same_output_is_refused(tmp_path: Path) -> None:
