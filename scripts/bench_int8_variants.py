@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import openvino as ov
 import torch
 
 from deblurtool.engines import openvino_runner as ovr
@@ -22,6 +21,8 @@ def main() -> None:
     torch.set_num_threads(2)
     body = residual_module(load_generator(None))
     source = ovr.convert(body)
+    import openvino as ov  # after deblurtool.engines: its import switches OpenVINO's telemetry off
+
     core = ov.Core()
     frame = np.random.default_rng(0).uniform(-1, 1, (1, 3, 720, 1280)).astype(np.float32)
     crops = ovr.calibration_batches()

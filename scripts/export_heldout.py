@@ -31,7 +31,9 @@ def main() -> int:
             cv2.imwrite(str(folder / sub / f"{stem}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         for sub in ("blur", "sharp"):
             (sharp_folder / sub).mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(sharp_folder / sub / f"{stem}.png"), cv2.cvtColor(pair.sharp_u8, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(
+                str(sharp_folder / sub / f"{stem}.png"), cv2.cvtColor(pair.sharp_u8, cv2.COLOR_RGB2BGR)
+            )
     print(f"wrote {len(held.pairs)} pairs under {a.out} in sets {held.sets}")
     return 0
 

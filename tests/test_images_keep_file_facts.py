@@ -1,6 +1,6 @@
-"""Images keep what the inputs were beyond their pixels: resolution (DPI), gray+alpha (no colour tint), a lossy
-JPEG's or WebP's quality (and lossiness), a JPEG's chroma subsampling; palette and 1-bit inputs become what the
-README says, and a CMYK JPEG comes out RGB with a note."""
+"""Images keep what the inputs were beyond their pixels: resolution (DPI), gray+alpha (no colour tint), a
+lossy JPEG's or WebP's quality (and lossiness), a JPEG's chroma subsampling; palette and 1-bit inputs become
+what the README says, and a CMYK JPEG comes out RGB with a note."""
 
 from __future__ import annotations
 

@@ -521,8 +521,8 @@ real, calls = Deblurrer.deblur_array, [0]
 
 def slow(self, img):  # slowed down, so that Ctrl-C comes in the middle of the job
     calls[0] += 1
-    if calls[0] == 2:
-        print("READY", flush=True)
+    if calls[0] == 2:  # to the real stdout: during a run the tool sends its own stdout to stderr
+        print("READY", file=sys.__stdout__, flush=True)
     time.sleep(0.2)
     return real(self, img)
 

@@ -145,7 +145,8 @@ def _cli() -> typer.Typer:
 def _naf_args(shared: Path, out: Path) -> list[str]:
     return ["train", str(shared), "--out", str(out), "--arch", "nafunet", "--arch-config", TINY_NAF_JSON,
             "--crop", "32", "--batch-size", "2", "--precision", "fp32", "--device", "cpu",
-            "--warmup-steps", "1", "--eval-every-steps", "2", "--threads", "1", "--sharp-floor", "0"]  # fmt: skip
+            "--warmup-steps", "1", "--eval-every-steps", "2", "--threads", "1",
+            "--sharp-floor", "0"]  # fmt: skip
 
 
 def test_train_arch_nafunet_cli(shared: Path, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""``video`` keeps what the input holds besides its pictures: no job fails at its very end for a reason known
-at its start (audio the output container cannot hold), a cut-off Matroska/WebM file is reported, every frame's time
-survives in every container the tool writes, metadata is kept, and two jobs never write one output.
+"""``video`` keeps what the input holds besides its pictures: no job fails at its very end for a reason
+known at its start (audio the output container cannot hold), a cut-off Matroska/WebM file is reported, every
+frame's time survives in every container the tool writes, metadata is kept, and two jobs never write one
+output.
 
 Every input is made here with PyAV; the model is the identity (a fake, or the tiny real generator through
 the CLI), so these tests check the plumbing."""

@@ -381,7 +381,7 @@ class RestoreTrainer:
                 if cfg.stop_at_step and self.step >= cfg.stop_at_step:
                     self.save_state()
                     self.stopped = True
-                    self.log(f"stopped at step {self.step} (stop_at_step); a rerun continues from state.pt")
+                    self.log(f"stopped at step {self.step} (stop_at_step); --resume continues from state.pt")
                     break
                 self.budget.start()
                 losses.append(self.train_step())

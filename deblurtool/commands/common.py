@@ -74,8 +74,9 @@ Precision = Annotated[
     typer.Option(
         "--precision",
         metavar="PRECISION",
-        help="auto (CUDA: fp16; CPU with OpenVINO: int8 if it stays within 45 dB of the fp32 model on the "
-        "shipped calibration crops, else the float precision below, with a note; CPU on PyTorch: bf16 where "
+        help="auto (CUDA: fp16; CPU with OpenVINO: int8 where its output on the shipped calibration crops "
+        "differs from the fp32 model's by no more than a PSNR of 45 dB allows (about one 8-bit level of "
+        "noise), else the float precision below, with a note; CPU on PyTorch: bf16 where "
         "native and measured faster, else fp32), fp32, bf16, fp16 or int8 (CPU, OpenVINO: quantised once "
         "from the weights on the shipped calibration crops, then cached). --precision fp32 runs the "
         "float model.",

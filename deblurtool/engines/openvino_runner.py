@@ -22,9 +22,9 @@ import contextlib
 import functools
 import hashlib
 import importlib.resources
+import io
 import logging
 import os
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -111,16 +111,21 @@ def convert(body: nn.Module) -> Any:
 def quantize(model: Any, preset: str = "MIXED") -> Any:
     """Post-training int8 quantisation by NNCF, activations calibrated on the shipped crops. ``preset``: an
     ``nncf.QuantizationPreset`` name; MIXED (the default's): symmetric weights, asymmetric activations (the
-    body's input and output are signed, its inner ones not). NNCF's progress bars go to stderr, never into a
-    pipeline's stdout."""
+    body's input and output are signed, its inner ones not). The engine stays quiet: NNCF's progress bars
+    and messages are captured and logged at debug level (the caller says in one note that int8 was built)."""
     import nncf
 
     batches = calibration_batches()
     dataset = nncf.Dataset(batches)
-    with contextlib.redirect_stdout(sys.stderr):
-        return nncf.quantize(
-            model, dataset, preset=getattr(nncf.QuantizationPreset, preset), subset_size=len(batches)
-        )
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            return nncf.quantize(
+                model, dataset, preset=getattr(nncf.QuantizationPreset, preset), subset_size=len(batches)
+            )
+    finally:
+        if captured.getvalue().strip():
+            log.debug("NNCF: %s", captured.getvalue().strip())
 
 
 def int8_psnr(body: nn.Module, run: Callable[[np.ndarray], np.ndarray]) -> float:

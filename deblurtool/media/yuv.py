@@ -357,6 +357,9 @@ def _to_ycc_matrix(colorspace: int, levels: tuple[float, float, float, float], t
 
 def _round(values: np.ndarray, bits: int) -> np.ndarray:
     """Float samples rounded to the nearest integer in 0..2^``bits``-1 (uint8 up to 8 bits, else uint16)."""
+    if values.size < 16:  # cv2 reads an array of up to 4 values as a Scalar: round tiny frames in numpy
+        dtype = np.uint8 if bits <= 8 else np.uint16
+        return np.clip(np.rint(values), 0, (1 << bits) - 1).astype(dtype)
     flat = np.ascontiguousarray(values).reshape(-1, values.shape[-1])  # (cv2 takes 2-D arrays)
     rounded = cv2.add(flat, 0.0, dtype=cv2.CV_8U if bits <= 8 else cv2.CV_16U)  # rounds and saturates
     if bits not in (8, 16):

@@ -42,6 +42,7 @@ from deblurtool.fsutil import (
     remove_empty_folders,
     remove_stale_temps,
     remove_stale_temps_under,
+    side_name,
 )
 from deblurtool.media.image_io import IMAGE_SUFFIXES
 from deblurtool.media.time_range import TimeRange
@@ -255,8 +256,9 @@ def video_units(
 
 
 def chunk_dir(out: Path) -> Path:
-    """The hidden folder holding the finished chunks of output ``out`` until they are joined."""
-    return out.parent / f".{out.name}.chunks"
+    """The hidden folder holding the finished chunks of output ``out`` until they are joined (a shortened,
+    hashed name where ``.NAME.chunks`` would pass the file system's limit on a name)."""
+    return side_name(out, ".chunks")
 
 
 def chunk_key(st: os.stat_result, signature: str, encode: EncodeConfig) -> str:

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import av
+import av.container
+import av.error
 import numpy as np
 
 from deblurtool.config import EncodeConfig
@@ -188,8 +191,11 @@ def run_video(
             check_video_paths(src, dst, overwrite)  # again: the job that held the lock may have made it
             remove_stale_temps(dst)
             with atomic_write(dst) as tmp:
-                with atomic_write(compare) if compare is not None else contextlib.nullcontext() as tmp_view:
-                    writer, view = _writers(reader, encode, tmp, dst, tmp_view, compare)
+                with (
+                    atomic_write(compare) if compare is not None else contextlib.nullcontext() as tmp_view,
+                    _input_again(src, compare) as twin,
+                ):
+                    writer, view = _writers(reader, encode, tmp, dst, (tmp_view, twin, compare))
                     try:
                         _encode_all(reader, writer, model, report, view, compare)
                     except BaseException:
@@ -220,16 +226,34 @@ def run_video(
     )
 
 
+@contextlib.contextmanager
+def _input_again(src: Path, compare: Path | None) -> Iterator[av.container.InputContainer | None]:
+    """For a before/after view (``compare`` not None): ``src`` opened a second time, closed afterwards. The
+    view's writer decodes the audio it re-encodes (a slice's edges) with this file's decoders: a decoder
+    must not be shared with the result's writer, whose thread decodes the same packets at the same time."""
+    if compare is None:
+        yield None
+        return
+    try:
+        twin = av.open(str(src))
+    except (av.error.FFmpegError, OSError) as e:
+        raise InputError(f"could not be opened again for the before/after view ({e})", src) from None
+    with twin:
+        yield twin
+
+
 def _writers(
     reader: VideoReader,
     encode: EncodeConfig,
     tmp: Path,
     dst: Path,
-    tmp_view: Path | None,
-    compare: Path | None,
+    view_parts: tuple[Path | None, av.container.InputContainer | None, Path | None],
 ) -> tuple[VideoWriter, CompareWriter | None]:
-    """The writer of the result into ``tmp`` and, given ``tmp_view``, of the before/after view into it."""
+    """The writer of the result into ``tmp`` and, given ``view_parts`` (its temporary file, the input opened
+    again, its final name), of the before/after view."""
     from deblurtool.compare import CompareWriter
+
+    tmp_view, twin, compare = view_parts
 
     writer = VideoWriter(
         tmp,
@@ -242,10 +266,21 @@ def _writers(
         video_metadata=reader.video_stream.metadata,
         cut=reader.cut,
     )
-    if tmp_view is None:
+    if tmp_view is None or twin is None:
         return writer, None
     try:
-        return writer, CompareWriter.for_reader(tmp_view, reader, encode, shown_path=compare)
+        view = CompareWriter(
+            tmp_view,
+            reader.info,
+            encode,
+            side_streams=[twin.streams[s.index] for s in reader.side_streams],  # (see _input_again)
+            samples=reader.sample_packets,
+            metadata=reader.metadata,
+            video_metadata=reader.video_stream.metadata,
+            cut=reader.cut,
+            shown_path=compare,
+        )
+        return writer, view
     except BaseException:
         writer.abort()
         raise
