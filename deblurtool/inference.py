@@ -24,6 +24,7 @@ from deblurtool.config import ModelSpec, RuntimeConfig, TileConfig
 from deblurtool.devices import default_tile_config
 from deblurtool.engines.select import Runner, WeightsDigest, select_runner
 from deblurtool.errors import DeblurError, InputError, ModelOutputError
+from deblurtool.models import registry
 from deblurtool.tiling import TilePlan, cut_tiles, plan_tiles, stitch_tiles
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class Deblurrer:
         strength: float = 1.0,
         weights: WeightsDigest | None = None,
         notes: list[str] | None = None,
+        max_tile: int | None = None,
     ) -> None:
         if not 0.0 <= strength <= 1.0:
             raise DeblurError(f"--strength must be between 0 and 1, got {strength}")
@@ -91,7 +93,20 @@ class Deblurrer:
         self.auto_tile = tile is None
         self._asked_tile = tile
         self._backed_off = False  # after an out-of-memory back-off, self.tile stays as backed off
-        self.tile: TileConfig = tile or default_tile_config(runner.device, None)
+        self._max_tile = max_tile  # the architecture's largest tile when tiling is left to the tool
+        self.tile: TileConfig = tile or self._auto_tile(None)
+
+    def _auto_tile(self, frame_hw: tuple[int, int] | None) -> TileConfig:
+        """The device's default tiling, capped at the architecture's ``max_tile`` for larger frames."""
+        tile = default_tile_config(self.runner.device, frame_hw)
+        cap = self._max_tile
+        if cap is None or (frame_hw is not None and max(frame_hw) <= cap):
+            return tile
+        if tile.tile_size == 0 or tile.tile_size > cap:
+            return TileConfig(
+                tile_size=cap, tile_overlap=min(tile.tile_overlap or 32, cap // 4), batch_size=4
+            )
+        return tile
 
     @classmethod
     def from_model(
@@ -108,7 +123,14 @@ class Deblurrer:
         from (the cache and the signature then use the file's sha256)."""
         weights = WeightsDigest(weights_path, model)
         selection = select_runner(model, runtime or RuntimeConfig(), weights=weights)
-        return cls(selection.runner, tile, strength=strength, weights=weights, notes=selection.notes)
+        return cls(
+            selection.runner,
+            tile,
+            strength=strength,
+            weights=weights,
+            notes=selection.notes,
+            max_tile=registry.max_tile(model),
+        )
 
     @classmethod
     def from_weights(
@@ -194,7 +216,7 @@ class Deblurrer:
 
     def _tile_for(self, height: int, width: int) -> TileConfig:
         if self.auto_tile and not self._backed_off:
-            self.tile = default_tile_config(self.device, (height, width))
+            self.tile = self._auto_tile((height, width))
         return self.tile
 
     def _deblur_once(self, x_pm1: torch.Tensor, plan: TilePlan, batch_size: int) -> torch.Tensor:

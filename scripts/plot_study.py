@@ -44,7 +44,7 @@ def main() -> int:
                 xs.append(float(r["cpu_min"]))
                 ys.append(score)
         series[name] = (xs, ys)
-    img = line_plot(series, title="held-out gain (dB) vs training CPU minutes", xlabel="CPU minutes")
+    img = line_plot(series, title="gain dB", xlabel="CPU minutes")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(a.out), img)
     return 0

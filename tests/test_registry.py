@@ -266,3 +266,30 @@ def test_the_sharp_input_check_runs_any_arch() -> None:
     assert all(np.isinf(v) for v in sharp_input_psnr(pairs, identity))
     gentle = Deblurrer.from_model(tiny_nafunet(seed=8, scale=0.02), None, CPU32)
     assert all(np.isfinite(v) and v > 10 for v in sharp_input_psnr(pairs, gentle))
+
+
+def test_auto_tiling_keeps_the_unet_to_its_max_tile_and_the_resnet_whole() -> None:
+    """Tiling left to the tool: the U-Net runs on tiles of its architecture's ``max_tile`` once a frame is
+    larger (its channel attention averages over what it is given); the ResNet-9 keeps whole frames on a CPU;
+    tiles the user names are used as given."""
+    from deblurtool.config import RuntimeConfig, TileConfig
+    from deblurtool.inference import Deblurrer
+    from deblurtool.models import registry
+    from deblurtool.models.generator import GeneratorConfig, ResnetGenerator
+
+    cap = registry.get("nafunet").max_tile
+    assert cap is not None
+    cpu = RuntimeConfig(device="cpu", engine="torch", precision="fp32")
+    naf = Deblurrer.from_model(tiny_nafunet(), runtime=cpu)
+    img = photo(cap + 20, cap + 40)
+    naf(img)
+    assert naf.tile.tile_size == cap
+    small = Deblurrer.from_model(tiny_nafunet(), runtime=cpu)
+    small(photo(cap // 2, cap // 2))
+    assert small.tile.tile_size == 0
+    r9 = Deblurrer.from_model(ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1)), runtime=cpu)
+    r9(img)
+    assert r9.tile.tile_size == 0
+    given = Deblurrer.from_model(tiny_nafunet(), TileConfig(0, 0, 1), runtime=cpu)
+    given(img)
+    assert given.tile.tile_size == 0

@@ -35,6 +35,10 @@ class Arch:
     fuse: Callable[[nn.Module], nn.Module]
     multiple: Callable[[nn.Module], int]
     describe: str
+    # The largest tile side the architecture should see when the user leaves tiling to the tool (None: whole
+    # frames are fine). The U-Net's channel attention averages over all it is given: trained on small crops,
+    # it corrects less when it averages over a whole frame, so it runs on tiles of about its training context.
+    max_tile: int | None = None
 
 
 def no_fusion(model: nn.Module) -> nn.Module:
@@ -71,6 +75,7 @@ ARCHS: dict[str, Arch] = {
         no_fusion,
         _nafunet_multiple,
         "U-Net of NAFNet-style blocks (LayerNorm, depthwise conv, SimpleGate, channel attention)",
+        max_tile=256,
     ),
 }
 
@@ -113,3 +118,11 @@ def input_multiple(model: nn.Module) -> int:
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def max_tile(model: nn.Module) -> int | None:
+    """The architecture's ``Arch.max_tile`` for ``model`` (None for a module the registry does not know)."""
+    try:
+        return get(arch_of(model)).max_tile
+    except ValueError:
+        return None
