@@ -250,7 +250,9 @@ def test_interrupted_driver_resumes_without_redoing_finished_work(
                              events=second)  # fmt: skip
     redone = set(second.names("submit")) & done_first
     assert redone == set()  # finished files skipped, finished chunks reused
-    assert outcome.reused_chunks == len(chunks_done)
+    # Every chunk the driver saw finish is reused; a worker may also have finished writing one more chunk in
+    # the moment the driver stopped, and a finished chunk on disk is reused too.
+    assert outcome.reused_chunks >= len(chunks_done)
     files_done_first = {u for u in done_first if "#" not in u and not u.startswith(("broken", "v/not_a"))}
     assert outcome.summary.skipped_done == len(files_done_first)
     assert outcome.summary.done + outcome.summary.skipped_done == 7
