@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import av.codec.context
@@ -62,6 +63,9 @@ from deblurtool.media.video_codec import (
     depth_note,
     encoder_options,
 )
+
+if TYPE_CHECKING:
+    from deblurtool.media.video_reader import VideoReader
 from deblurtool.media.video_reader import VideoInfo
 
 __all__ = ["VideoWriter", "choose_pix_fmt"]
@@ -104,6 +108,31 @@ class VideoWriter:
     written by another writer from the same ``info`` and ``encode``; its encoder's notes are that writer's)
     and its packets come through :meth:`put_encoded` instead of :meth:`put_frame`.
     """
+
+    @classmethod
+    def for_reader(
+        cls,
+        path: Path,
+        reader: VideoReader,
+        encode: EncodeConfig,
+        *,
+        shown_path: Path,
+        encoded: av.video.stream.VideoStream | None = None,
+    ) -> VideoWriter:
+        """A writer of ``reader``'s video: its size and timing, the streams it copies, their sample packets,
+        the container's and the video stream's metadata, and a slice's cut (if the reader reads one)."""
+        return cls(
+            path,
+            reader.info,
+            encode,
+            side_streams=reader.side_streams,
+            shown_path=shown_path,
+            samples=reader.sample_packets,
+            metadata=reader.metadata,
+            video_metadata=reader.video_stream.metadata,
+            encoded=encoded,
+            cut=reader.cut,
+        )
 
     def __init__(
         self,

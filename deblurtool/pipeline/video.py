@@ -255,17 +255,7 @@ def _writers(
 
     tmp_view, twin, compare = view_parts
 
-    writer = VideoWriter(
-        tmp,
-        reader.info,
-        encode,
-        side_streams=reader.side_streams,
-        shown_path=dst,
-        samples=reader.sample_packets,
-        metadata=reader.metadata,
-        video_metadata=reader.video_stream.metadata,
-        cut=reader.cut,
-    )
+    writer = VideoWriter.for_reader(tmp, reader, encode, shown_path=dst)
     if tmp_view is None or twin is None:
         return writer, None
     try:

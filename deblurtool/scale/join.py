@@ -113,16 +113,8 @@ def join_chunks(
     try:
         remove_stale_temps(dst)
         with atomic_write(dst) as tmp, av.open(str(plans[0].path)) as template:
-            writer = VideoWriter(
-                tmp,
-                reader.info,
-                encode,
-                side_streams=reader.side_streams,
-                shown_path=dst,
-                samples=reader.sample_packets,
-                metadata=reader.metadata,
-                video_metadata=reader.video_stream.metadata,
-                encoded=template.streams.video[0],
+            writer = VideoWriter.for_reader(
+                tmp, reader, encode, shown_path=dst, encoded=template.streams.video[0]
             )
             _mux(reader, writer, plans, all_pts, depth, stop)
     finally:
