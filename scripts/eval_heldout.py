@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deblurtool.config import ModelSpec
+from deblurtool.config import ModelSpec, RuntimeConfig, TileConfig
 from deblurtool.inference import load_deblurrer
 from deblurtool.metrics import psnr, ssim
 from trainers.holdout import load_heldout
@@ -27,10 +27,16 @@ def main() -> int:
     p.add_argument("data_root", type=Path)
     p.add_argument("weights", type=Path, nargs="+")
     p.add_argument("--per-frame", action="store_true", help="also print each sharp frame's PSNR from itself")
+    p.add_argument("--engine", default="auto", help="auto|torch|openvino (default: what users get)")
+    p.add_argument("--precision", default="auto", help="auto|fp32|bf16|int8 (default: what users get)")
+    p.add_argument("--tile-size", type=int, default=None, help="default: the device's and model's tiling")
+    p.add_argument("--tile-overlap", type=int, default=32)
     a = p.parse_args()
     held = load_heldout(a.data_root)
+    runtime = RuntimeConfig(device="auto", precision=a.precision, engine=a.engine)
+    tile = None if a.tile_size is None else TileConfig(tile_size=a.tile_size, tile_overlap=a.tile_overlap)
     for weights in a.weights:
-        deblur = load_deblurrer(ModelSpec(weights=weights))
+        deblur = load_deblurrer(ModelSpec(weights=weights, runtime=runtime, tile=tile))
         rows: dict[str, list[tuple[float, float, float, float]]] = {}
         sharp_min = float("inf")
         for pair in held.pairs:
@@ -47,7 +53,8 @@ def main() -> int:
             sharp_min = min(sharp_min, same)
             if a.per_frame:
                 print(f"sharp input {pair.set_name} {pair.name}: {same:.2f} dB")
-        print(f"\n{weights} (engine {deblur.engine}, precision {deblur.precision})\n")
+        tiling = "default tiling" if tile is None else f"tiles {tile.tile_size} overlap {tile.tile_overlap}"
+        print(f"\n{weights} (engine {deblur.engine}, precision {deblur.precision}, {tiling})\n")
         print("| set | pairs | input PSNR | input SSIM | output PSNR | output SSIM | gain dB |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         gains = {}

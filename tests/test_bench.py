@@ -268,7 +268,14 @@ def test_speed_without_shipped_weights_says_so(tmp_path: Path, no_default_weight
     report = json.loads(out.read_text())
     assert report["weights"]["trained"] is False and report["weights"]["path"] is None
     assert "freshly initialised" in report["weights"]["note"]
-    assert report["speed"]["variants"][0]["macs_per_frame"] == generator_macs(GeneratorConfig(), 1, 32, 32)
+    # A fresh generator of the default model's architecture, counted like any model.
+    from deblurtool.bench import count_macs
+    from deblurtool.models import registry
+    from deblurtool.models.weights import DEFAULT_MODEL
+
+    assert report["weights"]["arch"] == DEFAULT_MODEL
+    fresh = registry.build(DEFAULT_MODEL).eval()
+    assert report["speed"]["variants"][0]["macs_per_frame"] == count_macs(fresh, torch.zeros(1, 3, 32, 32))
 
 
 def test_quality_run_json_and_examples(tmp_path: Path) -> None:
@@ -338,7 +345,10 @@ def test_load_model_refusals(no_default_weights: None) -> None:
     with pytest.raises(WeightsError, match="trained weights"):
         bench.load_model(None, allow_untrained=False)
     model, info = bench.load_model(None, allow_untrained=True)
-    assert isinstance(model, ResnetGenerator) and info.trained is False
+    from deblurtool.models import registry
+    from deblurtool.models.weights import DEFAULT_MODEL
+
+    assert registry.arch_of(model) == DEFAULT_MODEL and info.trained is False  # the default's architecture
 
 
 def test_missing_weights_named_by_the_environment_is_an_error(

@@ -242,6 +242,7 @@ def test_auto_precision_runs_int8_where_it_passes_and_measures_it_once(
     from deblurtool.engines import select
 
     monkeypatch.setattr(select, "INT8_MIN_PSNR", 20.0)  # this random net is not the shipped model
+    monkeypatch.setattr(select, "INT8_MIN_CORRECTION_DB", -1000.0)
     img = _image(24, 40)
     auto, d1 = _run(net, "auto", "auto", img, None)
     assert (d1.engine, d1.precision) == ("openvino", "int8")
@@ -256,7 +257,49 @@ def test_auto_precision_runs_int8_where_it_passes_and_measures_it_once(
     # Quantised and measured once: a second run reads both from the cache and says the same.
     _, d2 = _run(net, "auto", "auto", img, None)
     assert len(conversions) == 1 and d2.runner.quality_db == quality  # type: ignore[attr-defined]
+    kept = d1.runner.correction_db  # type: ignore[attr-defined]
+    assert kept is not None and d2.runner.correction_db == kept  # type: ignore[attr-defined]
     assert [n for n in d2.notes if "chose int8" in n] == [n for n in d1.notes if "chose int8" in n]
+
+
+@pytest.mark.slow
+def test_int8_that_loses_the_correction_gives_way_to_the_float_model(
+    net: torch.nn.Module, own_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deblurtool.engines import select
+
+    monkeypatch.setattr(select, "INT8_MIN_PSNR", 20.0)  # passes the noise bar...
+    monkeypatch.setattr(
+        select, "INT8_MIN_CORRECTION_DB", 1000.0
+    )  # ...but no int8 keeps the correction so well
+    out, d = _run(net, "auto", "auto", _image(24, 40), None)
+    assert d.engine == "openvino" and d.precision in ("fp32", "bf16")
+    assert any(n.startswith("int8 not used (it keeps the fp32 model's correction to ") for n in d.notes), (
+        d.notes
+    )
+
+
+def test_int8_check_measures_the_share_of_the_correction_kept() -> None:
+    from deblurtool.engines.openvino_runner import calibration_batches, int8_check
+
+    class Shift(torch.nn.Module):  # a residual of constant 0.1: the correction's energy is 0.01 per value
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.full_like(x, 0.1)
+
+    def exact(b: np.ndarray) -> np.ndarray:
+        return np.asarray(Shift()(torch.from_numpy(b)))
+
+    def half(b: np.ndarray) -> np.ndarray:  # keeps half the correction
+        return np.full_like(b, 0.05)
+
+    assert int8_check(Shift(), exact)[1] == float("inf")
+    crops = torch.from_numpy(np.concatenate(calibration_batches()))
+    want = torch.clamp(crops + 0.1, -1, 1) - crops
+    got = torch.clamp(crops + 0.05, -1, 1) - crops
+    expect = 10 * np.log10(float((want.double() ** 2).sum()) / float(((want - got).double() ** 2).sum()))
+    quality, kept = int8_check(Shift(), half)
+    assert kept == pytest.approx(expect, abs=1e-6) and 5.0 < kept < 6.5  # about 10 log10(4)
+    assert quality < 40.0
 
 
 @pytest.mark.slow

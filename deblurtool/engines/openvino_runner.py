@@ -8,7 +8,7 @@ loaded from the safetensors file). Adding the residual to the input and clamping
 
 - ``model``: the converted (and for int8, quantised) OpenVINO model with a dynamic input shape, as IR (xml +
   weights); per weights, precision and OpenVINO version. Quantising is slow: done once. An int8 entry also
-  holds its measured quality (:func:`int8_psnr`), so the check that decides whether precision ``auto`` may
+  holds its measured quality (:func:`int8_check`), so the check that decides whether precision ``auto`` may
   use it is paid once too.
 - ``compiled``: the model reshaped to one static input shape (static shapes compile to the fastest kernels)
   and compiled for this CPU, exported; per shape, precision, thread count and CPU. Loading one is much
@@ -133,9 +133,18 @@ def int8_psnr(body: nn.Module, run: Callable[[np.ndarray], np.ndarray]) -> float
     every calibration crop) of the crops deblurred through ``run`` (the compiled int8 residual: array in,
     array out) against the same crops through the fp32 PyTorch residual module ``body``, both finished as the
     Deblurrer does (input + residual, clamped to [-1, 1]), so any architecture is measured alike."""
+    return int8_check(body, run)[0]
+
+
+def int8_check(body: nn.Module, run: Callable[[np.ndarray], np.ndarray]) -> tuple[float, float]:
+    """``(psnr_db, correction_db)`` of the int8 ``run`` against the fp32 ``body`` on the calibration crops:
+    :func:`int8_psnr`'s PSNR, and how much of the float model's correction (finished output minus input)
+    int8 keeps: 10 log10 of the correction's energy over the energy of int8's departure from it. The PSNR
+    bounds the visible noise; the second catches a model whose correction is small enough that noise well
+    under one 8-bit level still undoes a large part of it (a subtle deblurrer loses its gain that way)."""
     from deblurtool.metrics import psnr
 
-    wants, gots = [], []
+    wants, gots, inputs = [], [], []
     with torch.inference_mode():
         for batch in calibration_batches():
             x = torch.from_numpy(batch)
@@ -144,7 +153,13 @@ def int8_psnr(body: nn.Module, run: Callable[[np.ndarray], np.ndarray]) -> float
             want, got = torch.clamp(x + want, -1.0, 1.0), torch.clamp(x + got, -1.0, 1.0)
             wants.append(want)
             gots.append(got)
-    return psnr(torch.cat(gots), torch.cat(wants), data_range=2.0)  # one MSE over all crops
+            inputs.append(x)
+    want_t, got_t, x_t = torch.cat(wants), torch.cat(gots), torch.cat(inputs)
+    quality = psnr(got_t, want_t, data_range=2.0)  # one MSE over all crops
+    correction = float(((want_t - x_t).double() ** 2).sum())
+    departure = float(((got_t - want_t).double() ** 2).sum())
+    kept = float("inf") if departure == 0.0 else 10.0 * float(np.log10(max(correction, 1e-30) / departure))
+    return quality, kept
 
 
 def _ir_bytes(model: Any) -> dict[str, bytes]:
@@ -206,10 +221,11 @@ class OpenVinoRunner:
         }
         if precision == "int8":
             self.model_key["calibration"] = calibration_digest()
-            self.model_key["check"] = "int8_psnr-1"  # how the stored quality was measured
+            self.model_key["check"] = "int8_check-2"  # how the stored quality was measured
         self.multiple = multiple
         self._model: Any = None
         self._quality: float | None = None
+        self._kept: float | None = None
         self._compiled: dict[tuple[int, ...], Any] = {}
         self.conversions = 0
         self.compilations = 0
@@ -235,7 +251,7 @@ class OpenVinoRunner:
                     weights = self._ov.Tensor(np.frombuffer(parts["bin"], np.uint8))
                     model = self._core.read_model(model=parts["xml"].decode(), weights=weights)
                     if self.precision == "int8":
-                        self._quality = float(parts["check"].decode())
+                        self._quality, self._kept = (float(v) for v in parts["check"].decode().split())
                 except (RuntimeError, KeyError, ValueError) as e:  # UnicodeDecodeError is a ValueError
                     self.warn(f"cache entry {path} could not be loaded ({e}); rebuilding it")
                     model = None
@@ -244,16 +260,16 @@ class OpenVinoRunner:
                 self._model = model
                 entry = _ir_bytes(model)
                 if self.precision == "int8":
-                    self._quality = self._measure_quality()
-                    entry["check"] = repr(self._quality).encode()
+                    self._quality, self._kept = self._measure_quality()
+                    entry["check"] = f"{self._quality!r} {self._kept!r}".encode()
                 write_entry(path, self.model_key, entry, self.warn)
             self._model = model
         return self._model
 
-    def _measure_quality(self) -> float:
+    def _measure_quality(self) -> tuple[float, float]:
         shape = (1, *calibration_batches()[0].shape[1:])
         compiled = self.compiled(shape)
-        return int8_psnr(self.body, lambda batch: compiled(batch)[0])
+        return int8_check(self.body, lambda batch: compiled(batch)[0])
 
     @property
     def quality_db(self) -> float | None:
@@ -263,6 +279,15 @@ class OpenVinoRunner:
             return None
         self.source_model()
         return self._quality
+
+    @property
+    def correction_db(self) -> float | None:
+        """int8: how much of the fp32 model's correction it keeps on the calibration crops (dB,
+        :func:`int8_check`), measured and cached with ``quality_db``; None for fp32/bf16."""
+        if self.precision != "int8":
+            return None
+        self.source_model()
+        return self._kept
 
     # -- level 2: compiled per shape -------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ the model and what imports and passes its check:
   ``ENGINE_CHECK_MIN_PSNR`` of PyTorch fp32's. With engine ``auto`` an OpenVINO that fails to load or to pass
   runs PyTorch instead, with a note; asked for by name, it is a one-line error.
 - Precision ``auto`` on OpenVINO is int8 (NNCF) where NNCF imports, kept only if the quantised model deblurs
-  the shipped calibration crops within ``INT8_MIN_PSNR`` of the fp32 model (measured once, cached), else
+  the shipped calibration crops within ``INT8_MIN_PSNR`` of the fp32 model and keeps its correction within
+  ``INT8_MIN_CORRECTION_DB`` (both measured once, cached), else
   OpenVINO's float model runs, with a note. int8 asked for by name runs regardless, with a warning below the
   bar. On PyTorch, precision ``auto`` follows ``devices.resolve_precision``.
 """
@@ -60,6 +61,11 @@ ENGINE_CHECK_MIN_PSNR = 35.0
 # to the fp32 model's (PSNR on [-1, 1], ``openvino_runner.int8_psnr``): 45 dB is about one 8-bit level of
 # noise, invisible. Below it, auto runs OpenVINO's float model.
 INT8_MIN_PSNR = 45.0
+# ... and only if it keeps the fp32 model's correction (its output minus its input): the correction's energy
+# at least this many dB above int8's departure from the float output (``openvino_runner.int8_check``). A
+# model whose correction is subtle can pass the PSNR bar and still lose a fifth of its gain to int8 noise;
+# 15 dB lets int8 move at most about 3% of the correction's energy.
+INT8_MIN_CORRECTION_DB = 15.0
 
 
 class Runner(Protocol):
@@ -245,17 +251,28 @@ def _openvino(
     if choice.int8_by_auto:
         try:
             runner = build_openvino(module, "int8", multiple=multiple, weights=weights, notes=notes)
-            quality = runner.quality_db
-            if quality is not None and quality >= INT8_MIN_PSNR:
+            quality, kept = runner.quality_db, runner.correction_db
+            if (
+                quality is not None
+                and quality >= INT8_MIN_PSNR
+                and kept is not None
+                and (kept >= INT8_MIN_CORRECTION_DB)
+            ):
                 notes.append(
                     f"precision auto chose int8 (OpenVINO): {quality:.1f} dB from fp32 on the "
-                    "calibration crops; --precision fp32 runs the float model"
+                    f"calibration crops, correction kept to {kept:.1f} dB; --precision fp32 runs the float model"
                 )
                 return runner
-            why = (
-                f"{quality:.1f} dB from fp32 on the calibration crops, below the "
-                f"{INT8_MIN_PSNR:.0f} dB required"
-            )
+            if quality is None or quality < INT8_MIN_PSNR:
+                why = (
+                    f"{quality:.1f} dB from fp32 on the calibration crops, below the "
+                    f"{INT8_MIN_PSNR:.0f} dB required"
+                )
+            else:
+                why = (
+                    f"it keeps the fp32 model's correction to {kept:.1f} dB on the calibration crops, below "
+                    f"the {INT8_MIN_CORRECTION_DB:.0f} dB required"
+                )
         except Exception as e:
             why = one_line(e)
         precision = precision_name(resolve_precision("auto", cpu))

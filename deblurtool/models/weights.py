@@ -49,7 +49,7 @@ FORMAT = "deblurtool-generator"
 FORMAT_VERSION = "1"
 MODEL_PREFIX, MODEL_SUFFIX = "deblurtool-", ".safetensors"
 # The shipped model that runs when neither --model nor --weights is given.
-DEFAULT_MODEL = "resnet9"
+DEFAULT_MODEL = "nafunet"
 ENV_WEIGHTS = "DEBLURTOOL_WEIGHTS"
 CARD_NAME = "README.md"
 
