@@ -272,7 +272,7 @@ def test_int8_that_loses_the_correction_gives_way_to_the_float_model(
     monkeypatch.setattr(
         select, "INT8_MIN_CORRECTION_DB", 1000.0
     )  # ...but no int8 keeps the correction so well
-    out, d = _run(net, "auto", "auto", _image(24, 40), None)
+    _, d = _run(net, "auto", "auto", _image(24, 40), None)
     assert d.engine == "openvino" and d.precision in ("fp32", "bf16")
     assert any(n.startswith("int8 not used (it keeps the fp32 model's correction to ") for n in d.notes), (
         d.notes

@@ -260,7 +260,8 @@ def _openvino(
             ):
                 notes.append(
                     f"precision auto chose int8 (OpenVINO): {quality:.1f} dB from fp32 on the "
-                    f"calibration crops, correction kept to {kept:.1f} dB; --precision fp32 runs the float model"
+                    f"calibration crops, correction kept to {kept:.1f} dB; --precision fp32 runs the "
+                    "float model"
                 )
                 return runner
             if quality is None or quality < INT8_MIN_PSNR:
