@@ -235,7 +235,7 @@ def test_shipped_models_are_listed_and_resolved_by_name(repo: Path, monkeypatch:
         naf.arch == "nafunet" and naf.sha256 == d2 and naf.path == weights / "deblurtool-nafunet.safetensors"
     )
     assert naf.parameters == sum(p.numel() for p in tiny_nafunet().parameters())
-    assert models["resnet9"].default and not naf.default
+    assert [m.name for m in models.values() if m.default] == [W.DEFAULT_MODEL]  # exactly one default
     assert W.resolve_model("nafunet") == naf.path
     with pytest.raises(
         DeblurError, match=r"--model 'unlisted' is not a shipped model \(known: nafunet, resnet9\)"
@@ -245,3 +245,6 @@ def test_shipped_models_are_listed_and_resolved_by_name(repo: Path, monkeypatch:
     monkeypatch.setattr(W, "DEFAULT_MODEL", "nafunet")
     assert W.default_weights_path() == naf.path and type(W.load_generator()).__name__ == "NAFUNet"
     assert [m.name for m in W.shipped_models() if m.default] == ["nafunet"]
+    monkeypatch.setattr(W, "DEFAULT_MODEL", "resnet9")
+    assert W.default_weights_path() == models["resnet9"].path
+    assert type(W.load_generator()).__name__ == "ResnetGenerator"
